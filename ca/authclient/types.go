@@ -1,0 +1,223 @@
+package authclient
+
+import (
+	"time"
+
+	"github.com/portcullis-db/portcullis/ca/policy"
+)
+
+// Certificates and public keys travel as PEM: certificates as "CERTIFICATE"
+// blocks, public keys as PKIX "PUBLIC KEY" blocks, SSH keys and certificates
+// in authorized_keys form.
+
+// PingResponse describes the cluster to a caller that has not logged in.
+type PingResponse struct {
+	ClusterName   string `json:"cluster_name"`
+	ServerVersion string `json:"server_version"`
+	// SecondFactor is "off", "optional" or "on": whether logins may, or
+	// must, carry a one-time code.
+	SecondFactor string `json:"second_factor"`
+}
+
+// CAResponse holds the certificates of one authority type. During rotation
+// there may be more than one.
+type CAResponse struct {
+	Type  string   `json:"type"`
+	Certs []string `json:"certs"`
+}
+
+// LoginRequest exchanges a password (and one-time code) for a user
+// certificate on PublicKey. The private key stays with the caller.
+type LoginRequest struct {
+	Username  string        `json:"username"`
+	Password  string        `json:"password"`
+	OTP       string        `json:"otp,omitempty"`
+	PublicKey string        `json:"public_key"`
+	TTL       time.Duration `json:"ttl,omitempty"`
+}
+
+// Certs is a signed certificate together with the CAs the holder needs.
+type Certs struct {
+	Cert      string    `json:"cert"`
+	SSHCert   string    `json:"ssh_cert,omitempty"`
+	HostCAs   []string  `json:"host_cas"` // to verify the proxy and Auth service
+	UserCAs   []string  `json:"user_cas,omitempty"`
+	DBCAs     []string  `json:"db_cas,omitempty"`
+	SSHHostCA []string  `json:"ssh_host_ca,omitempty"` // authorized_keys form
+	Expires   time.Time `json:"expires"`
+}
+
+// LoginResponse is the result of a successful login.
+type LoginResponse struct {
+	Certs
+	ClusterName string              `json:"cluster_name"`
+	Username    string              `json:"username"`
+	Roles       []string            `json:"roles"`
+	Traits      map[string][]string `json:"traits,omitempty"`
+}
+
+// SignupRequest sets a new user's password with the one-time sign-up token
+// that an administrator handed them. TOTPSecret and TOTPCode enroll an
+// authenticator app: the code proves the user's app holds the secret.
+type SignupRequest struct {
+	Token      string `json:"token"`
+	Password   string `json:"password"`
+	TOTPSecret string `json:"totp_secret,omitempty"`
+	TOTPCode   string `json:"totp_code,omitempty"`
+}
+
+// SignupResponse names the user the token was for.
+type SignupResponse struct {
+	Username string `json:"username"`
+}
+
+// RouteRequest asks for a certificate bound to one database route. The
+// caller authenticates with its user certificate; the route certificate
+// never outlives it.
+type RouteRequest struct {
+	PublicKey   string        `json:"public_key"`
+	ServiceName string        `json:"service_name"`
+	Protocol    string        `json:"protocol"`
+	DBUser      string        `json:"db_user"`
+	DBName      string        `json:"db_name"`
+	TTL         time.Duration `json:"ttl,omitempty"`
+}
+
+// SessionRequest is a proxy's request for the short-lived certificate it
+// presents to an agent on a user's behalf. UserCert is the route
+// certificate the user presented to the proxy: the Auth service verifies it
+// again, so a proxy cannot mint identities.
+type SessionRequest struct {
+	PublicKey string        `json:"public_key"`
+	UserCert  string        `json:"user_cert"`
+	TTL       time.Duration `json:"ttl,omitempty"`
+}
+
+// JoinRequest exchanges a join token for host certificates.
+type JoinRequest struct {
+	Token        string   `json:"token"`
+	Role         string   `json:"role"`              // ca.SystemRoleDatabase or ca.SystemRoleProxy
+	HostID       string   `json:"host_id,omitempty"` // empty: the Auth service picks one
+	PublicKey    string   `json:"public_key"`
+	SSHPublicKey string   `json:"ssh_public_key"`
+	DNSNames     []string `json:"dns_names,omitempty"`
+	IPAddresses  []string `json:"ip_addresses,omitempty"`
+}
+
+// JoinResponse carries the new host's certificates.
+type JoinResponse struct {
+	Certs
+	HostID      string `json:"host_id"`
+	ClusterName string `json:"cluster_name"`
+}
+
+// RenewRequest renews the caller's host certificates for new keys. The
+// caller authenticates with its current host certificate.
+type RenewRequest struct {
+	PublicKey    string   `json:"public_key"`
+	SSHPublicKey string   `json:"ssh_public_key,omitempty"`
+	DNSNames     []string `json:"dns_names,omitempty"`
+	IPAddresses  []string `json:"ip_addresses,omitempty"`
+}
+
+// Database is one database that an agent serves, as advertised in its
+// heartbeats and listed by the inventory.
+type Database struct {
+	Name          string            `json:"name"`
+	Protocol      string            `json:"protocol"`
+	URI           string            `json:"uri,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Description   string            `json:"description,omitempty"`
+	HostID        string            `json:"host_id,omitempty"`
+	LastHeartbeat time.Time         `json:"last_heartbeat,omitempty"`
+	Expires       time.Time         `json:"expires,omitempty"`
+}
+
+// HeartbeatRequest refreshes the databases an agent serves. Each record
+// lives TTL past the heartbeat unless refreshed.
+type HeartbeatRequest struct {
+	Databases []Database    `json:"databases"`
+	TTL       time.Duration `json:"ttl,omitempty"`
+}
+
+// User is a cluster user as administrators see it. Secrets (password
+// hashes, second factors) never leave the Auth service.
+type User struct {
+	Name      string              `json:"name"`
+	Roles     []string            `json:"roles"`
+	Traits    map[string][]string `json:"traits,omitempty"`
+	HasTOTP   bool                `json:"has_totp,omitempty"`
+	Pending   bool                `json:"pending,omitempty"` // waiting for sign-up
+	CreatedBy string              `json:"created_by,omitempty"`
+	Created   time.Time           `json:"created"`
+}
+
+// CreateUserRequest adds a user. With Password empty the response carries
+// a one-time sign-up token.
+type CreateUserRequest struct {
+	User
+	Password string        `json:"password,omitempty"`
+	TokenTTL time.Duration `json:"token_ttl,omitempty"`
+}
+
+// CreateUserResponse returns the sign-up token when one was made.
+type CreateUserResponse struct {
+	User          User      `json:"user"`
+	SignupToken   string    `json:"signup_token,omitempty"`
+	SignupExpires time.Time `json:"signup_expires,omitempty"`
+}
+
+// Token is a join token as listed. The secret itself is only ever shown
+// once, when it is made; the Auth service stores a hash.
+type Token struct {
+	ID      string    `json:"id"` // a prefix of the secret's hash, for removal
+	Type    string    `json:"type"`
+	OneTime bool      `json:"one_time,omitempty"` // removed by the first join
+	Expires time.Time `json:"expires"`
+	Created time.Time `json:"created"`
+}
+
+// CreateTokenRequest makes a join token.
+type CreateTokenRequest struct {
+	Type    string        `json:"type"` // "db" or "proxy"
+	TTL     time.Duration `json:"ttl,omitempty"`
+	OneTime bool          `json:"one_time,omitempty"`
+}
+
+// CreateTokenResponse carries the new token's secret.
+type CreateTokenResponse struct {
+	Token
+	Secret string `json:"secret"`
+}
+
+// CreateLockRequest locks a user or a role out of the cluster.
+type CreateLockRequest struct {
+	Target  policy.LockTarget `json:"target"`
+	Message string            `json:"message,omitempty"`
+	TTL     time.Duration     `json:"ttl,omitempty"`
+}
+
+// DatabaseCertRequest asks the database CA for a certificate: a server
+// certificate for Hosts, or a client certificate for DBUser.
+type DatabaseCertRequest struct {
+	PublicKey string        `json:"public_key"`
+	Hosts     []string      `json:"hosts,omitempty"`
+	DBUser    string        `json:"db_user,omitempty"`
+	TTL       time.Duration `json:"ttl,omitempty"`
+}
+
+// StatusResponse summarizes the cluster for administrators.
+type StatusResponse struct {
+	ClusterName string        `json:"cluster_name"`
+	CAs         []CAPin       `json:"cas"`
+	Users       int           `json:"users"`
+	Databases   int           `json:"databases"`
+	Uptime      time.Duration `json:"uptime"`
+}
+
+// CAPin is one authority and its fingerprint, the value of --ca-pin.
+type CAPin struct {
+	Type        string    `json:"type"`
+	Fingerprint string    `json:"fingerprint"`
+	Expires     time.Time `json:"expires"`
+}

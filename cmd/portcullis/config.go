@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the daemon's YAML configuration file.
+type Config struct {
+	// DataDir holds the cluster state, keys and logs (created 0700).
+	DataDir string `yaml:"data_dir"`
+	// ClusterName names the cluster on first start.
+	ClusterName string    `yaml:"cluster_name"`
+	Log         LogConfig `yaml:"log"`
+	Auth        AuthRole  `yaml:"auth"`
+	Proxy       RoleBase  `yaml:"proxy"`
+	DB          RoleBase  `yaml:"db"`
+}
+
+// LogConfig configures the daemon's own log.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default) or json
+}
+
+// RoleBase is what every role section has.
+type RoleBase struct {
+	Enabled bool   `yaml:"enabled"`
+	Listen  string `yaml:"listen"`
+}
+
+// AuthRole configures the Auth service.
+type AuthRole struct {
+	RoleBase `yaml:",inline"`
+	// PublicAddrs are the names and addresses clients reach the Auth
+	// service by; they go into its TLS certificate.
+	PublicAddrs []string `yaml:"public_addrs"`
+	// SecondFactor is off, optional (default) or on.
+	SecondFactor string `yaml:"second_factor"`
+	// UserCertTTL is the default lifetime of user certificates (12h).
+	UserCertTTL time.Duration `yaml:"user_cert_ttl"`
+	// Audit configures the audit log.
+	Audit AuditConfig `yaml:"audit"`
+}
+
+// AuditConfig configures the Auth service's audit log.
+type AuditConfig struct {
+	// Dir holds the JSON-lines files (default <data_dir>/audit).
+	Dir string `yaml:"dir"`
+	// Durability is "sync" (fsync each event) or "batch" (default: fsync
+	// at most every second).
+	Durability string `yaml:"durability"`
+}
+
+// LoadConfig reads and checks a configuration file. Unknown fields are
+// errors, so a misspelt key does not silently do nothing.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the config file: %w", err)
+	}
+	return ParseConfig(data, filepath.Dir(path))
+}
+
+// ParseConfig parses configuration YAML; relative paths are taken from dir.
+func ParseConfig(data []byte, dir string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("the config file is not valid: %w", err)
+	}
+	if c.DataDir == "" {
+		return nil, errors.New("the config file needs data_dir: the directory for the cluster's state")
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		c.DataDir = filepath.Join(dir, c.DataDir)
+	}
+	if !c.Auth.Enabled && !c.Proxy.Enabled && !c.DB.Enabled {
+		return nil, errors.New("the config file enables no role: set enabled: true under auth, proxy or db")
+	}
+	if c.Auth.Enabled {
+		if c.Auth.Listen == "" {
+			c.Auth.Listen = "127.0.0.1:3025"
+		}
+		if _, _, err := net.SplitHostPort(c.Auth.Listen); err != nil {
+			return nil, fmt.Errorf("auth.listen %q is not host:port", c.Auth.Listen)
+		}
+		if c.Auth.Audit.Dir == "" {
+			c.Auth.Audit.Dir = filepath.Join(c.DataDir, "audit")
+		} else if !filepath.IsAbs(c.Auth.Audit.Dir) {
+			c.Auth.Audit.Dir = filepath.Join(dir, c.Auth.Audit.Dir)
+		}
+		switch c.Auth.Audit.Durability {
+		case "", "batch", "sync":
+		default:
+			return nil, fmt.Errorf("auth.audit.durability is %q; use sync or batch", c.Auth.Audit.Durability)
+		}
+	}
+	if c.Proxy.Enabled || c.DB.Enabled {
+		return nil, errors.New("the proxy and db roles are not available in this version; enable only auth")
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return nil, fmt.Errorf("log.level is %q; use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		return nil, fmt.Errorf("log.format is %q; use text or json", c.Log.Format)
+	}
+	return &c, nil
+}
