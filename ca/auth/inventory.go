@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -133,4 +134,57 @@ func countDatabases(dbs []authclient.Database) int {
 		seen[strings.ToLower(db.Name)] = true
 	}
 	return len(seen)
+}
+
+const (
+	prefixInventoryProxy = "inventory/proxy/"
+	defaultProxyTTL      = 90 * time.Second
+)
+
+// handleProxyHeartbeat refreshes the calling proxy's record, which agents
+// read to keep a tunnel to every proxy.
+func (s *Server) handleProxyHeartbeat(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if !c.isHost(ca.SystemRoleProxy) {
+		return apiError(authclient.CodeAccessDenied, "only proxies send proxy heartbeats")
+	}
+	var req authclient.ProxyHeartbeatRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(req.Addr); err != nil {
+		return apiError(authclient.CodeBadRequest, "addr %q is not host:port", req.Addr)
+	}
+	now := s.cfg.Clock()
+	p := authclient.Proxy{HostID: c.id.Username, Addr: req.Addr, LastHeartbeat: now,
+		Expires: now.Add(clampTTL(req.TTL, defaultProxyTTL, maxHeartbeatTTL))}
+	v, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Storage.Put(r.Context(), storage.Item{Key: prefixInventoryProxy + p.HostID, Value: v, Expires: p.Expires}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// handleListProxies lists live proxies to cluster components.
+func (s *Server) handleListProxies(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if c.id.Kind != ca.KindHost {
+		return apiError(authclient.CodeAccessDenied, "only cluster components list proxies")
+	}
+	items, err := s.cfg.Storage.Range(r.Context(), prefixInventoryProxy, 0)
+	if err != nil {
+		return err
+	}
+	out := make([]authclient.Proxy, 0, len(items))
+	for _, it := range items {
+		var p authclient.Proxy
+		if err := json.Unmarshal(it.Value, &p); err != nil {
+			return err
+		}
+		out = append(out, p)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

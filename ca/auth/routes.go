@@ -23,6 +23,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/certs/host", s.authed(s.handleRenewHost))
 	mux.Handle("POST /v1/inventory/heartbeat", s.authed(s.handleHeartbeat))
 	mux.Handle("GET /v1/inventory/databases", s.authed(s.handleListDatabases))
+	mux.Handle("POST /v1/inventory/proxies", s.authed(s.handleProxyHeartbeat))
+	mux.Handle("GET /v1/inventory/proxies", s.authed(s.handleListProxies))
 
 	mux.Handle("GET /v1/users", s.authed(s.handleListUsers))
 	mux.Handle("POST /v1/users", s.authed(s.handleCreateUser))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -264,19 +265,26 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, c *caller) error
 // public serves a call that needs no certificate.
 func (s *Server) public(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &caller{addr: remoteIP(r)}
-		s.finish(w, r, c, h(w, r, c))
+		c, _, err := s.identify(r)
+		if err == nil {
+			err = h(w, r, c)
+		}
+		s.finish(w, r, c, err)
 	})
 }
 
 // authed serves a call that needs a valid, unlocked certificate.
 func (s *Server) authed(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &caller{addr: remoteIP(r)}
-		id, err := s.authenticate(r)
+		c, certErr, err := s.identify(r)
 		if err == nil {
-			c.id = id
-			err = s.checkLocks(r.Context(), id)
+			err = certErr
+		}
+		if err == nil && c.id == nil {
+			err = apiError(authclient.CodeUnauthenticated, "this call needs a certificate; log in first (pcl login)")
+		}
+		if err == nil {
+			err = s.checkLocks(r.Context(), c.id)
 		}
 		if err == nil {
 			err = h(w, r, c)
@@ -285,12 +293,48 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 	})
 }
 
-func (s *Server) authenticate(r *http.Request) (*ca.Identity, error) {
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		return nil, apiError(authclient.CodeUnauthenticated,
-			"this call needs a certificate; log in first (pcl login)")
+// identify finds who made a call: the certificate of the TLS peer or, for a
+// call a proxy forwarded, the certificate the proxy forwarded (if any) and
+// the client's address. certErr says why a presented certificate was
+// refused; err refuses the call outright.
+func (s *Server) identify(r *http.Request) (c *caller, certErr, err error) {
+	c = &caller{addr: remoteIP(r)}
+	var chain []*x509.Certificate
+	if r.TLS != nil {
+		chain = r.TLS.PeerCertificates
 	}
-	chain := r.TLS.PeerCertificates
+	fwdFor, fwdCert := r.Header.Get(authclient.HeaderForwardedFor), r.Header.Get(authclient.HeaderForwardedCert)
+	if fwdFor != "" || fwdCert != "" {
+		peer, perr := s.verifyChain(chain)
+		if perr != nil || peer.Kind != ca.KindHost || !hasRole(peer.Roles, ca.SystemRoleProxy) {
+			return c, nil, apiError(authclient.CodeAccessDenied, "only proxies may forward calls")
+		}
+		if host, _, err := net.SplitHostPort(fwdFor); err == nil {
+			c.addr = host
+		} else if fwdFor != "" {
+			c.addr = fwdFor
+		}
+		chain, err = decodeForwardedCert(fwdCert)
+		if err != nil {
+			return c, nil, err
+		}
+	}
+	if len(chain) == 0 {
+		return c, nil, nil
+	}
+	id, err := s.verifyChain(chain)
+	if err != nil {
+		return c, err, nil
+	}
+	c.id = id
+	return c, nil, nil
+}
+
+// verifyChain verifies a certificate against the user CA, then the host CA.
+func (s *Server) verifyChain(chain []*x509.Certificate) (*ca.Identity, error) {
+	if len(chain) == 0 {
+		return nil, apiError(authclient.CodeUnauthenticated, "no certificate was presented")
+	}
 	id, err := s.cluster.verifier(ca.UserCA).Verify(chain)
 	if ca.IsUnknownAuthority(err) {
 		id, err = s.cluster.verifier(ca.HostCA).Verify(chain)
@@ -310,6 +354,32 @@ func (s *Server) authenticate(r *http.Request) (*ca.Identity, error) {
 			"a database route certificate cannot call the auth service; use your login certificate (pcl login)")
 	}
 	return id, nil
+}
+
+// maxForwardedCerts bounds the chain a proxy may forward.
+const maxForwardedCerts = 4
+
+func decodeForwardedCert(h string) ([]*x509.Certificate, error) {
+	if h == "" {
+		return nil, nil
+	}
+	parts := strings.Split(h, ",")
+	if len(parts) > maxForwardedCerts {
+		return nil, apiError(authclient.CodeBadRequest, "the forwarded certificate chain is too long")
+	}
+	out := make([]*x509.Certificate, 0, len(parts))
+	for _, p := range parts {
+		der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(p))
+		if err != nil {
+			return nil, apiError(authclient.CodeBadRequest, "the forwarded certificate is not base64")
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, apiError(authclient.CodeBadRequest, "the forwarded certificate does not parse")
+		}
+		out = append(out, cert)
+	}
+	return out, nil
 }
 
 // authorize checks that c may perform verb on resource.

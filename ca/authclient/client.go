@@ -315,3 +315,14 @@ func (c *Client) Status(ctx context.Context) (*StatusResponse, error) {
 	var out StatusResponse
 	return &out, c.do(ctx, http.MethodGet, "/v1/status", nil, &out)
 }
+
+// ProxyHeartbeat refreshes the calling proxy's record (proxies only).
+func (c *Client) ProxyHeartbeat(ctx context.Context, req ProxyHeartbeatRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/inventory/proxies", req, nil)
+}
+
+// ListProxies lists the live proxies (cluster components).
+func (c *Client) ListProxies(ctx context.Context) ([]Proxy, error) {
+	var out []Proxy
+	return out, c.do(ctx, http.MethodGet, "/v1/inventory/proxies", nil, &out)
+}

@@ -221,3 +221,31 @@ type CAPin struct {
 	Fingerprint string    `json:"fingerprint"`
 	Expires     time.Time `json:"expires"`
 }
+
+// Headers a proxy sets when it forwards an API call it terminated TLS for.
+// The Auth service believes them only from a caller that presents a proxy
+// host certificate; proxies remove them from what clients send.
+const (
+	// HeaderForwardedFor is the client's address. Its presence marks the
+	// call as forwarded: the proxy's own identity is then never used.
+	HeaderForwardedFor = "Portcullis-Forwarded-For"
+	// HeaderForwardedCert is the client's certificate chain, each
+	// certificate base64 (standard encoding) DER, separated by commas. The
+	// proxy's TLS handshake proved the client holds the leaf's key.
+	HeaderForwardedCert = "Portcullis-Forwarded-Cert"
+)
+
+// Proxy is one proxy as its heartbeats advertise it, for agents to find
+// every proxy of the cluster.
+type Proxy struct {
+	HostID        string    `json:"host_id"`
+	Addr          string    `json:"addr"` // public host:port agents dial
+	LastHeartbeat time.Time `json:"last_heartbeat,omitempty"`
+	Expires       time.Time `json:"expires,omitempty"`
+}
+
+// ProxyHeartbeatRequest refreshes a proxy's record.
+type ProxyHeartbeatRequest struct {
+	Addr string        `json:"addr"`
+	TTL  time.Duration `json:"ttl,omitempty"`
+}
