@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -19,7 +21,7 @@ const (
 	prefixHosts     = "hosts/"
 	defaultTokenTTL = 30 * time.Minute
 	maxTokenTTL     = 30 * 24 * time.Hour
-	tokenIDLen      = 16
+	tokenIDLen      = 16 // hex digits: authclient.TokenID
 )
 
 // Join token types and the system role each grants.
@@ -195,4 +197,76 @@ func (s *Server) recordHost(ctx context.Context, hostID, role, tokenID string) e
 		return apiError(authclient.CodeAccessDenied, "host %s joined as %s before and cannot join as %s; give it a new host ID", hostID, prev.Role, role)
 	}
 	return nil
+}
+
+// handleJoinTrust proves to a host that is about to join that this service
+// knows its join token, bound to the host's TLS connection (see
+// authclient.VerifyJoinTrust), so the host can trust the host CA without a
+// pin. A proxy forwarding the call supplies the keying material of its own
+// TLS connection with the host.
+func (s *Server) handleJoinTrust(w http.ResponseWriter, r *http.Request, c *caller) error {
+	ctx := r.Context()
+	var req authclient.JoinTrustRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if wait := s.limiter.check("", c.addr); wait > 0 {
+		return apiError(authclient.CodeRateLimited, "too many failed joins from this address; try again in %v", wait.Round(time.Second))
+	}
+	ekm, err := s.exportedKeyingMaterial(r)
+	if err != nil {
+		return err
+	}
+	invalid := apiError(authclient.CodeUnauthenticated,
+		"no valid join token has this ID; make a new one with `pctl tokens add`")
+	if len(req.TokenID) != tokenIDLen {
+		s.limiter.fail("", c.addr)
+		return invalid
+	}
+	items, err := s.cfg.Storage.Range(ctx, prefixTokens+req.TokenID, 2)
+	if err != nil {
+		return err
+	}
+	if len(items) != 1 {
+		s.limiter.fail("", c.addr)
+		return invalid
+	}
+	hash, err := hex.DecodeString(strings.TrimPrefix(items[0].Key, prefixTokens))
+	if err != nil {
+		return err
+	}
+	cas := s.cluster.certs(ca.HostCA)
+	ders := make([][]byte, len(cas))
+	for i, c := range cas {
+		ders[i] = c.Raw
+	}
+	writeJSON(w, http.StatusOK, authclient.JoinTrustResponse{
+		HostCAs: certsPEM(cas),
+		MAC:     base64.StdEncoding.EncodeToString(authclient.JoinTrustMAC(hash, ekm, ders)),
+	})
+	return nil
+}
+
+// exportedKeyingMaterial is the join-trust binding of the caller's TLS
+// connection: forwarded by a proxy (identify has checked the proxy), or
+// exported from this service's own connection.
+func (s *Server) exportedKeyingMaterial(r *http.Request) ([]byte, error) {
+	if h := r.Header.Get(authclient.HeaderForwardedEKM); h != "" {
+		if r.Header.Get(authclient.HeaderForwardedFor) == "" {
+			return nil, apiError(authclient.CodeBadRequest, "keying material is only accepted on calls a proxy forwards")
+		}
+		ekm, err := base64.StdEncoding.DecodeString(h)
+		if err != nil || len(ekm) != 32 {
+			return nil, apiError(authclient.CodeBadRequest, "the forwarded keying material is malformed")
+		}
+		return ekm, nil
+	}
+	if r.TLS == nil {
+		return nil, apiError(authclient.CodeBadRequest, "join trust needs TLS")
+	}
+	ekm, err := r.TLS.ExportKeyingMaterial(authclient.JoinTrustLabel, nil, 32)
+	if err != nil {
+		return nil, apiError(authclient.CodeBadRequest, "the TLS connection cannot export keying material (TLS 1.3, or 1.2 with extended master secret, is needed)")
+	}
+	return ekm, nil
 }

@@ -194,8 +194,8 @@ func (s *Server) emitCert(ctx context.Context, c *caller, certType string, cert 
 	if id, err := ca.IdentityFromCertificate(cert); err == nil {
 		e.Identity = audit.CertificateIdentity{Username: id.Username, Roles: id.Roles, Traits: id.Traits, LoginIP: id.LoginIP}
 		if id.Route != nil {
-			e.Identity.Route = &audit.DatabaseMetadata{Service: id.Route.ServiceName, Protocol: id.Route.Protocol,
-				User: id.Route.DBUser, Name: id.Route.DBName}
+			e.Identity.Route = &audit.DatabaseMetadata{DatabaseService: id.Route.ServiceName, DatabaseProtocol: id.Route.Protocol,
+				DatabaseUser: id.Route.DBUser, DatabaseName: id.Route.DBName}
 		}
 	} else {
 		e.Identity.Username = cert.Subject.CommonName

@@ -15,6 +15,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/login", s.public(s.handleLogin))
 	mux.Handle("POST /v1/signup", s.public(s.handleSignup))
 	mux.Handle("POST /v1/join", s.public(s.handleJoin))
+	mux.Handle("POST /v1/join/trust", s.public(s.handleJoinTrust))
 
 	mux.Handle("GET /v1/status", s.authed(s.handleStatus))
 	mux.Handle("POST /v1/certs/route", s.authed(s.handleSignRoute))

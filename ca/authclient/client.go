@@ -30,6 +30,7 @@ type config struct {
 	tls     *tls.Config
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 	timeout time.Duration
+	onTLS   func(tls.ConnectionState) error
 }
 
 // An Option configures a [Client].
@@ -68,6 +69,15 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
+// withHandshakeHook makes the client dial TLS itself, one connection at a
+// time, and call hook with each connection's state after the handshake.
+func withHandshakeHook(hook func(tls.ConnectionState) error) Option {
+	return func(cfg *config) error {
+		cfg.onTLS = hook
+		return nil
+	}
+}
+
 // New returns a client for the Auth service (or a proxy that forwards its
 // API) at addr, a host:port.
 func New(addr string, opts ...Option) (*Client, error) {
@@ -94,6 +104,27 @@ func New(addr string, opts ...Option) (*Client, error) {
 		tr.DialContext = cfg.dial
 	} else {
 		tr.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	if cfg.onTLS != nil {
+		tr.MaxConnsPerHost = 1
+		tr.ForceAttemptHTTP2 = false
+		dial, tlsCfg := tr.DialContext, tr.TLSClientConfig
+		tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			raw, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			conn := tls.Client(raw, tlsCfg)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				raw.Close()
+				return nil, err
+			}
+			if err := cfg.onTLS(conn.ConnectionState()); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
+		}
 	}
 	return &Client{
 		base: "https://" + addr,
@@ -325,4 +356,10 @@ func (c *Client) ProxyHeartbeat(ctx context.Context, req ProxyHeartbeatRequest) 
 func (c *Client) ListProxies(ctx context.Context) ([]Proxy, error) {
 	var out []Proxy
 	return out, c.do(ctx, http.MethodGet, "/v1/inventory/proxies", nil, &out)
+}
+
+// JoinTrust asks for the join-trust proof (see [VerifyJoinTrust]).
+func (c *Client) JoinTrust(ctx context.Context, req JoinTrustRequest) (*JoinTrustResponse, error) {
+	var out JoinTrustResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/join/trust", req, &out)
 }

@@ -249,3 +249,28 @@ type ProxyHeartbeatRequest struct {
 	Addr string        `json:"addr"`
 	TTL  time.Duration `json:"ttl,omitempty"`
 }
+
+// HeaderForwardedEKM carries, on a forwarded call, 32 bytes of keying
+// material (base64) exported from the client's TLS connection to the proxy
+// with label [JoinTrustLabel]. It binds a join-trust proof to that
+// connection.
+const HeaderForwardedEKM = "Portcullis-Forwarded-Ekm"
+
+// JoinTrustLabel is the TLS exporter label of the join-trust proof.
+const JoinTrustLabel = "EXPORTER-portcullis-join-trust"
+
+// JoinTrustRequest asks the Auth service to prove that it knows a join
+// token, over the caller's own TLS connection, before the caller trusts
+// the host CA it returns. TokenID is [TokenID] of the token: the token
+// itself is not sent until the caller trusts the server.
+type JoinTrustRequest struct {
+	TokenID string `json:"token_id"`
+}
+
+// JoinTrustResponse carries the host CAs and the proof: HMAC-SHA256 keyed
+// with SHA-256(token) over the exported keying material and the CA
+// certificates (see [VerifyJoinTrust]).
+type JoinTrustResponse struct {
+	HostCAs []string `json:"host_cas"`
+	MAC     string   `json:"mac"` // base64
+}
