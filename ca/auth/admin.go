@@ -1,10 +1,13 @@
 package auth
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
+	"github.com/portcullis-db/portcullis/ca/policy"
 )
 
 // AdminIdentityTTL is the lifetime of the admin identity file.
@@ -43,3 +46,24 @@ const (
 	// AddrFile holds the host:port the API listens on.
 	AddrFile = "auth.addr"
 )
+
+// IssueHostCredentials signs host certificates for a component that runs in
+// the same process as the Auth service (a proxy or agent started from the
+// same configuration), which needs no join token. The arguments are those
+// of a join request.
+func (s *Server) IssueHostCredentials(ctx context.Context, req authclient.JoinRequest) (*authclient.JoinResponse, error) {
+	if req.Role != ca.SystemRoleProxy && req.Role != ca.SystemRoleDatabase {
+		return nil, fmt.Errorf("auth: host credentials are for role %s or %s, not %q", ca.SystemRoleProxy, ca.SystemRoleDatabase, req.Role)
+	}
+	if req.HostID == "" {
+		req.HostID = randomID()
+	}
+	if err := policy.ValidateName("host", req.HostID); err != nil {
+		return nil, err
+	}
+	if err := s.recordHost(ctx, req.HostID, req.Role, "local"); err != nil {
+		return nil, err
+	}
+	c := &caller{id: &ca.Identity{Kind: ca.KindHost, Username: req.HostID, Roles: []string{req.Role}}}
+	return s.issueHostCerts(ctx, c, req.HostID, []string{req.Role}, req.PublicKey, req.SSHPublicKey, req.DNSNames, req.IPAddresses)
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -181,6 +182,11 @@ func (s *Server) issueHostCerts(ctx context.Context, c *caller, hostID string, r
 	pub, err := parsePublicKey(pubPEM)
 	if err != nil {
 		return nil, err
+	}
+	for _, name := range dns {
+		if strings.EqualFold(strings.TrimSuffix(name, "."), authclient.AuthServerName) {
+			return nil, apiError(authclient.CodeBadRequest, "the name %s is reserved for the auth service", authclient.AuthServerName)
+		}
 	}
 	ips := make([]net.IP, 0, len(ipStrs))
 	for _, s := range ipStrs {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/portcullis-db/portcullis/ca"
+	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/ca/policy"
 	"github.com/portcullis-db/portcullis/ca/storage"
 )
@@ -197,7 +198,7 @@ func (cl *cluster) renewServerCert() error {
 }
 
 func (cl *cluster) renewServerCertLocked() error {
-	dns := append([]string{"localhost", cl.hostID}, cl.cfg.DNSNames...)
+	dns := append([]string{"localhost", authclient.AuthServerName, cl.hostID}, cl.cfg.DNSNames...)
 	ips := append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, cl.cfg.IPAddresses...)
 	host := cl.auths[ca.HostCA]
 	cert, err := host.Sign(ca.SignRequest{

@@ -274,3 +274,8 @@ type JoinTrustResponse struct {
 	HostCAs []string `json:"host_cas"`
 	MAC     string   `json:"mac"` // base64
 }
+
+// AuthServerName is a DNS name in every Auth service certificate and in no
+// other. Components that reach the Auth service through a tunnel channel
+// verify it by this name.
+const AuthServerName = "auth.portcullis.internal"
