@@ -41,10 +41,8 @@ func (s *Server) WriteAdminIdentity(path string, ttl time.Duration) error {
 
 // Files the Auth service keeps in its data dir for pctl on the same host.
 const (
-	// AdminIdentityFile is the admin identity (see WriteAdminIdentity).
-	AdminIdentityFile = "admin-identity.pem"
-	// AddrFile holds the host:port the API listens on.
-	AddrFile = "auth.addr"
+	AdminIdentityFile = authclient.AdminIdentityFile
+	AddrFile          = authclient.AddrFile
 )
 
 // IssueHostCredentials signs host certificates for a component that runs in

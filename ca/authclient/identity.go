@@ -82,3 +82,11 @@ func (f *IdentityFile) TLSCertificate() *tls.Certificate {
 func (f *IdentityFile) TLSConfig() *tls.Config {
 	return TLSConfig(f.TLSCertificate(), f.HostCAs)
 }
+
+// Files the Auth service keeps in its data dir, for pctl on the same host.
+const (
+	// AdminIdentityFile is the admin identity (an [IdentityFile]).
+	AdminIdentityFile = "admin-identity.pem"
+	// AddrFile holds the host:port the API listens on.
+	AddrFile = "auth.addr"
+)

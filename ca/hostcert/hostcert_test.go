@@ -2,6 +2,7 @@ package hostcert_test
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"net"
 	"os"
@@ -114,5 +115,39 @@ func TestJoinWithTokenAndPin(t *testing.T) {
 	}
 	if _, err := hostcert.Join(ctx, addr, "wrong", "", hostcert.Request{Role: ca.SystemRoleProxy}); err == nil {
 		t.Fatal("joined with a wrong token")
+	}
+}
+
+func TestManagerRenews(t *testing.T) {
+	srv, addr := startAuth(t)
+	ctx := context.Background()
+	creds, err := hostcert.Obtain(ctx, srv.IssueHostCredentials, hostcert.Request{Role: ca.SystemRoleDatabase, HostID: "agent-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	m := hostcert.NewManager(creds)
+	m.Dir = dir
+	m.Renew = func(ctx context.Context, cur *hostcert.Credentials, req authclient.RenewRequest) (*authclient.JoinResponse, error) {
+		c, err := authclient.New(addr, authclient.WithTLSConfig(cur.AuthTLSConfig()))
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		return c.RenewHost(ctx, req)
+	}
+	if err := m.RenewNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := m.Current()
+	if next.Cert.Equal(creds.Cert) || next.HostID != "agent-1" || next.SSHCert == nil {
+		t.Fatalf("renewal kept the certificate or lost the identity: %+v", next)
+	}
+	if next.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(creds.Key.Public()) {
+		t.Error("renewal kept the old key")
+	}
+	saved, err := hostcert.Load(dir)
+	if err != nil || !saved.Cert.Equal(next.Cert) {
+		t.Fatalf("saved credentials: %v", err)
 	}
 }
