@@ -1,6 +1,8 @@
 // Package client is the user's side of a Portcullis cluster: the profile on
-// disk and logging in. pcl is built on it, and applications can embed it
-// to log in and call the cluster's API as a person.
+// disk, logging in, and database access (listing databases, route
+// certificates, launching psql and mysql). pcl is built on it, and
+// applications can embed it to log in and call the cluster's API as a
+// person.
 //
 // # Logging in
 //
@@ -39,11 +41,30 @@
 //	    <user>.crt                    the user certificate, PEM
 //	    host-cas.pem                  host CAs: verify the proxy and Auth service
 //	    user-cas.pem                  user CAs
-//	    db/<user>/<name>.crt          route certificates per database (reserved)
+//	    db/<user>/<name>.crt          route certificate of database <name>
+//	    db/<user>/<name>.json         its route: protocol, db user, db name
 //
 // [Profile.Logout] removes the user's key, certificate and route
 // certificates and profile.json, and keeps the proxy's CAs so that the next
 // login needs no pin.
+//
+// # Databases
+//
+// [Profile.Databases] lists the databases the user's roles let them see.
+// [Profile.DatabaseLogin] gets a route certificate: the login's identity
+// plus one route (database, protocol, db user, db name), signed for the
+// login's key and never outliving the login. [Profile.DatabaseConfig] says
+// how a client reaches the database through the proxy with it (the
+// proxy's database listeners come from its ping, see
+// [Profile.ProxySettings]); [DatabaseConfig.Command] is the psql or mysql
+// command line and [DatabaseConfig.Env] the libpq environment.
+// [Profile.DatabaseLogout] removes route certificates.
+//
+// A missing, expired or stale route certificate is a [*RouteError]
+// (cured by DatabaseLogin); an expired login is a [*LoginExpiredError]
+// (cured only by logging in). A db user or db name that was not given and
+// cannot be picked from the login's db_users / db_names traits is a
+// [*ChoiceError] listing the choices.
 //
 // # Errors
 //

@@ -48,6 +48,20 @@ type Profile struct {
 	Expires time.Time `json:"expires"`
 	// CAPin is the host CA pin the first login used, if any.
 	CAPin string `json:"ca_pin,omitempty"`
+	// Proxy caches where the proxy serves database protocols, as its ping
+	// said (see [Profile.ProxySettings]); nil until first asked.
+	Proxy *authclient.ProxySettings `json:"proxy_settings,omitempty"`
+
+	// Clock is the time source for expiry checks; nil means time.Now.
+	Clock func() time.Time `json:"-"`
+}
+
+// now is the profile's current time.
+func (p *Profile) now() time.Time {
+	if p.Clock != nil {
+		return p.Clock()
+	}
+	return time.Now()
 }
 
 // LoadProfile reads the current profile from home ("" means

@@ -49,7 +49,7 @@ func (s *Server) checkLocksFor(ctx context.Context, user string, roles []string)
 }
 
 func (s *Server) handleListLocks(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if err := s.authorize(r.Context(), c, policy.ResourceLock, policy.VerbList); err != nil {
+	if err := s.authorizeRead(r.Context(), c, policy.ResourceLock, policy.VerbList, ca.SystemRoleDatabase, ca.SystemRoleProxy); err != nil {
 		return err
 	}
 	locks, err := s.listLocks(r.Context())

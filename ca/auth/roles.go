@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/portcullis-db/portcullis/audit"
+	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/ca/policy"
 	"github.com/portcullis-db/portcullis/ca/storage"
@@ -28,7 +29,7 @@ func (s *Server) getRole(ctx context.Context, name string) (*policy.Role, error)
 }
 
 func (s *Server) handleListRoles(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if err := s.authorize(r.Context(), c, policy.ResourceRole, policy.VerbList); err != nil {
+	if err := s.authorizeRead(r.Context(), c, policy.ResourceRole, policy.VerbList, ca.SystemRoleDatabase); err != nil {
 		return err
 	}
 	items, err := s.cfg.Storage.Range(r.Context(), prefixRoles, 0)
@@ -48,7 +49,7 @@ func (s *Server) handleListRoles(w http.ResponseWriter, r *http.Request, c *call
 }
 
 func (s *Server) handleGetRole(w http.ResponseWriter, r *http.Request, c *caller) error {
-	if err := s.authorize(r.Context(), c, policy.ResourceRole, policy.VerbRead); err != nil {
+	if err := s.authorizeRead(r.Context(), c, policy.ResourceRole, policy.VerbRead, ca.SystemRoleDatabase); err != nil {
 		return err
 	}
 	role, err := s.getRole(r.Context(), r.PathValue("name"))

@@ -17,6 +17,20 @@ type PingResponse struct {
 	// SecondFactor is "off", "optional" or "on": whether logins may, or
 	// must, carry a one-time code.
 	SecondFactor string `json:"second_factor"`
+	// Proxy is set when a proxy answers (it forwards the ping and adds
+	// how to reach databases through it).
+	Proxy *ProxySettings `json:"proxy,omitempty"`
+}
+
+// ProxySettings tell clients where a proxy serves database protocols.
+type ProxySettings struct {
+	// PublicAddr is the proxy's public TLS port (ALPN routing).
+	PublicAddr string `json:"public_addr"`
+	// PostgresAddr is the host:port of its native PostgreSQL listener
+	// (SSLRequest, then TLS); empty when it has none.
+	PostgresAddr string `json:"postgres_addr,omitempty"`
+	// MySQLAddr is the host:port of its native MySQL listener.
+	MySQLAddr string `json:"mysql_addr,omitempty"`
 }
 
 // CAResponse holds the certificates of one authority type. During rotation

@@ -1,7 +1,9 @@
 // Command pcl is the user's client of a Portcullis cluster: it logs in
 // (a key made locally, a short-lived certificate from the cluster), shows
 // the login, logs out, and sets a new user's password with a sign-up
-// token.
+// token. `pcl db` lists the databases the user may reach, gets route
+// certificates for them and starts psql or mysql through the proxy
+// (ls, login, connect, config, env, logout).
 //
 // The profile lives in $PORTCULLIS_HOME (default ~/.portcullis); see the
 // client package for its layout.

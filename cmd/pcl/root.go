@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -24,24 +25,51 @@ type app struct {
 	getenv func(string) string
 	now    func() time.Time
 
+	// lookPath finds programs (psql, mysql); runClient runs one with the
+	// streams set and returns its exit code.
+	lookPath  func(file string) (string, error)
+	runClient func(cmd *exec.Cmd) (int, error)
+
 	lines *bufio.Reader // stdin, read line by line
 }
+
+// exitCodeError makes pcl exit with code, printing nothing: the program
+// pcl ran (psql) has said what went wrong.
+type exitCodeError struct{ code int }
+
+func (e *exitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 // run executes pcl with args and returns the exit code. Errors are
 // printed to stderr as one sentence.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now, lines: bufio.NewReader(stdin)}
+	return newApp(stdin, stdout, stderr, getenv).execute(ctx, args)
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *app {
+	return &app{
+		stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now,
+		lookPath: exec.LookPath, runClient: runClient,
+		lines: bufio.NewReader(stdin),
+	}
+}
+
+// execute runs the command line args and returns the exit code.
+func (a *app) execute(ctx context.Context, args []string) int {
 	root := a.rootCmd()
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
+		var ec *exitCodeError
+		if errors.As(err, &ec) {
+			return ec.code
+		}
 		msg := message(err)
 		if strings.HasPrefix(msg, "unknown command") {
 			msg += "; run pcl --help for the commands"
 		}
-		fmt.Fprintf(stderr, "error: %s\n", msg)
+		fmt.Fprintf(a.stderr, "error: %s\n", msg)
 		return 1
 	}
 	return 0
@@ -50,8 +78,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "pcl",
-		Short: "Log in to a Portcullis cluster",
-		Long: "pcl logs you in to a Portcullis cluster. The profile lives in $" + client.HomeEnv +
+		Short: "Log in to a Portcullis cluster and reach its databases",
+		Long: "pcl logs you in to a Portcullis cluster and connects you to its databases. The profile lives in $" + client.HomeEnv +
 			" (default ~/.portcullis).",
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -60,7 +88,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v; see %s --help", err, c.CommandPath())
 	})
-	root.AddCommand(a.loginCmd(), a.statusCmd(), a.logoutCmd(), a.signupCmd())
+	root.AddCommand(a.loginCmd(), a.statusCmd(), a.logoutCmd(), a.signupCmd(), a.dbCmd())
 	return root
 }
 
