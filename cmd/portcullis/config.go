@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/portcullis-db/portcullis/dbagent"
 )
 
 // Config is the daemon's YAML configuration file.
@@ -20,8 +22,44 @@ type Config struct {
 	ClusterName string    `yaml:"cluster_name"`
 	Log         LogConfig `yaml:"log"`
 	Auth        AuthRole  `yaml:"auth"`
-	Proxy       RoleBase  `yaml:"proxy"`
-	DB          RoleBase  `yaml:"db"`
+	Proxy       ProxyRole `yaml:"proxy"`
+	DB          DBRole    `yaml:"db"`
+}
+
+// ProxyRole configures the proxy: the cluster's public endpoint.
+type ProxyRole struct {
+	RoleBase `yaml:",inline"`
+	// PublicAddr is the host:port that agents and clients dial (default:
+	// listen). Its host goes into the proxy's certificates.
+	PublicAddr string `yaml:"public_addr"`
+	// AuthAddr is the Auth service's address; not needed when auth runs in
+	// the same process.
+	AuthAddr string `yaml:"auth_addr"`
+	// JoinToken joins the cluster on first start (pctl tokens add --type
+	// proxy); not needed when auth runs in the same process.
+	JoinToken string `yaml:"join_token"`
+	// CAPin optionally pins the cluster's host CA (sha256:...).
+	CAPin string `yaml:"ca_pin"`
+}
+
+// DBRole configures the database agent.
+type DBRole struct {
+	Enabled bool `yaml:"enabled"`
+	// ProxyAddr is the proxy's public address, the only address the agent
+	// dials (default: the proxy of this process).
+	ProxyAddr string `yaml:"proxy_addr"`
+	// JoinToken joins the cluster on first start (pctl tokens add --type
+	// db); not needed when auth runs in the same process.
+	JoinToken string `yaml:"join_token"`
+	// CAPin optionally pins the cluster's host CA (sha256:...).
+	CAPin string `yaml:"ca_pin"`
+	// HostID names the agent (default: assigned when it joins).
+	HostID string `yaml:"host_id"`
+	// Databases are the databases this agent serves.
+	Databases []dbagent.Database `yaml:"databases"`
+	// HeartbeatInterval is how often the agent refreshes the inventory
+	// (default 10s); its records expire after three missed heartbeats.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 }
 
 // LogConfig configures the daemon's own log.
@@ -104,8 +142,41 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 			return nil, fmt.Errorf("auth.audit.durability is %q; use sync or batch", c.Auth.Audit.Durability)
 		}
 	}
-	if c.Proxy.Enabled || c.DB.Enabled {
-		return nil, errors.New("the proxy and db roles are not available in this version; enable only auth")
+	if c.Proxy.Enabled {
+		if c.Proxy.Listen == "" {
+			c.Proxy.Listen = "0.0.0.0:3080"
+		}
+		if _, _, err := net.SplitHostPort(c.Proxy.Listen); err != nil {
+			return nil, fmt.Errorf("proxy.listen %q is not host:port", c.Proxy.Listen)
+		}
+		if c.Proxy.PublicAddr != "" {
+			if _, _, err := net.SplitHostPort(c.Proxy.PublicAddr); err != nil {
+				return nil, fmt.Errorf("proxy.public_addr %q is not host:port", c.Proxy.PublicAddr)
+			}
+		}
+		if !c.Auth.Enabled && c.Proxy.AuthAddr == "" {
+			return nil, errors.New("proxy.auth_addr is required when the auth role runs elsewhere")
+		}
+	}
+	if c.DB.Enabled {
+		if c.DB.ProxyAddr == "" && !c.Proxy.Enabled {
+			return nil, errors.New("db.proxy_addr is required: the proxy's public address")
+		}
+		if c.DB.ProxyAddr != "" {
+			if _, _, err := net.SplitHostPort(c.DB.ProxyAddr); err != nil {
+				return nil, fmt.Errorf("db.proxy_addr %q is not host:port", c.DB.ProxyAddr)
+			}
+		}
+		seen := map[string]bool{}
+		for i := range c.DB.Databases {
+			if err := c.DB.Databases[i].Validate(); err != nil {
+				return nil, fmt.Errorf("db.databases: %w", err)
+			}
+			if seen[c.DB.Databases[i].Name] {
+				return nil, fmt.Errorf("db.databases: %q is listed twice", c.DB.Databases[i].Name)
+			}
+			seen[c.DB.Databases[i].Name] = true
+		}
 	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":

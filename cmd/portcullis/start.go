@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,64 +47,117 @@ func newLogger(cfg LogConfig, w io.Writer) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), nil
 }
 
-// start runs the enabled roles until ctx is done, then shuts them down.
+// role is one running part of the daemon. run blocks until ctx is done,
+// then shuts the role down and returns; an error before that stops the
+// daemon.
+type role interface {
+	run(ctx context.Context) error
+}
+
+// start prepares the enabled roles in dependency order (auth, proxy, db),
+// runs them until ctx is done or one fails, and shuts them all down.
 func start(ctx context.Context, cfg *Config, log *zap.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data_dir: %w", err)
 	}
-	if !cfg.Auth.Enabled {
-		return errors.New("only the auth role is available in this version")
+	var (
+		roles []role
+		local *authRole
+		pxy   *proxyRole
+	)
+	defer func() {
+		for _, r := range roles {
+			if c, ok := r.(io.Closer); ok {
+				c.Close()
+			}
+		}
+	}()
+	if cfg.Auth.Enabled {
+		a, err := prepareAuth(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		roles = append(roles, a)
+		local = a
 	}
-	return runAuth(ctx, cfg, log)
+	if cfg.Proxy.Enabled {
+		p, err := prepareProxy(ctx, cfg, local, log)
+		if err != nil {
+			return err
+		}
+		roles = append(roles, p)
+		pxy = p
+	}
+	if cfg.DB.Enabled {
+		d, err := prepareDB(ctx, cfg, local, pxy, log)
+		if err != nil {
+			return err
+		}
+		roles = append(roles, d)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+	)
+	for _, r := range roles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.run(ctx); err != nil && ctx.Err() == nil {
+				once.Do(func() { firstErr = err })
+				cancel()
+			}
+		}()
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	wg.Wait()
+	return firstErr
 }
 
-func runAuth(ctx context.Context, cfg *Config, log *zap.Logger) error {
-	st, err := boltstore.Open(filepath.Join(cfg.DataDir, "state.db"), boltstore.Options{})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+// authRole is the Auth service.
+type authRole struct {
+	cfg    *Config
+	log    *zap.Logger
+	store  *boltstore.Store
+	audit  *audit.FileLog
+	srv    *auth.Server
+	l      net.Listener
+	idPath string
+}
 
+func prepareAuth(ctx context.Context, cfg *Config, log *zap.Logger) (*authRole, error) {
+	a := &authRole{cfg: cfg, log: log}
+	var err error
+	a.store, err = boltstore.Open(filepath.Join(cfg.DataDir, "state.db"), boltstore.Options{})
+	if err != nil {
+		return nil, err
+	}
 	durability := audit.SyncBatch
 	if cfg.Auth.Audit.Durability == "sync" {
 		durability = audit.SyncEachEvent
 	}
-	auditLog, err := audit.NewFileLog(audit.FileLogConfig{
+	a.audit, err = audit.NewFileLog(audit.FileLogConfig{
 		Dir:        cfg.Auth.Audit.Dir,
 		Durability: durability,
 		Logger:     log.Named("audit"),
 	})
 	if err != nil {
-		return fmt.Errorf("opening the audit log: %w", err)
+		a.Close()
+		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
-	defer auditLog.Close()
-
-	var dns []string
-	var ips []net.IP
-	for _, a := range cfg.Auth.PublicAddrs {
-		host := a
-		if h, _, err := net.SplitHostPort(a); err == nil {
-			host = h
-		}
-		if ip := net.ParseIP(host); ip != nil {
-			ips = append(ips, ip)
-		} else {
-			dns = append(dns, host)
-		}
-	}
-	if host, _, _ := net.SplitHostPort(cfg.Auth.Listen); host != "" {
-		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-			ips = append(ips, ip)
-		}
-	}
+	dns, ips := splitAddrs(append(append([]string(nil), cfg.Auth.PublicAddrs...), cfg.Auth.Listen))
 	if h, err := os.Hostname(); err == nil {
 		dns = append(dns, h)
 	}
-
-	srv, err := auth.New(ctx, auth.Config{
-		Storage:      st,
+	a.srv, err = auth.New(ctx, auth.Config{
+		Storage:      a.store,
 		ClusterName:  cfg.ClusterName,
-		Emitter:      auditLog,
+		Emitter:      a.audit,
 		Logger:       log,
 		DNSNames:     dns,
 		IPAddresses:  ips,
@@ -111,27 +165,40 @@ func runAuth(ctx context.Context, cfg *Config, log *zap.Logger) error {
 		SecondFactor: cfg.Auth.SecondFactor,
 	})
 	if err != nil {
-		return err
+		a.Close()
+		return nil, err
 	}
-	l, err := net.Listen("tcp", cfg.Auth.Listen)
+	a.l, err = net.Listen("tcp", cfg.Auth.Listen)
 	if err != nil {
-		return fmt.Errorf("auth.listen: %w", err)
+		a.Close()
+		return nil, fmt.Errorf("auth.listen: %w", err)
 	}
-	addr := l.Addr().String()
-	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, auth.AddrFile), []byte(addr+"\n"), 0o600); err != nil {
-		l.Close()
-		return err
+	if err := ca.WriteFileAtomic(filepath.Join(cfg.DataDir, auth.AddrFile), []byte(a.addr()+"\n"), 0o600); err != nil {
+		a.Close()
+		return nil, err
 	}
-	idPath := filepath.Join(cfg.DataDir, auth.AdminIdentityFile)
-	if err := srv.WriteAdminIdentity(idPath, auth.AdminIdentityTTL); err != nil {
-		l.Close()
-		return fmt.Errorf("writing the admin identity: %w", err)
+	a.idPath = filepath.Join(cfg.DataDir, auth.AdminIdentityFile)
+	if err := a.srv.WriteAdminIdentity(a.idPath, auth.AdminIdentityTTL); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("writing the admin identity: %w", err)
 	}
-	log.Info("auth service listening", zap.String("addr", addr), zap.String("cluster", srv.ClusterName()),
-		zap.String("host_ca_pin", srv.Authority(ca.HostCA).Fingerprint()), zap.String("admin_identity", idPath))
+	return a, nil
+}
 
+// addr is where the API listens, as a dialable address.
+func (a *authRole) addr() string {
+	host, port, _ := net.SplitHostPort(a.l.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func (a *authRole) run(ctx context.Context) error {
+	a.log.Info("auth service listening", zap.String("addr", a.addr()), zap.String("cluster", a.srv.ClusterName()),
+		zap.String("host_ca_pin", a.srv.Authority(ca.HostCA).Fingerprint()), zap.String("admin_identity", a.idPath))
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	go func() { errc <- a.srv.Serve(a.l) }()
 	tick := time.NewTicker(adminRefresh)
 	defer tick.Stop()
 	for {
@@ -139,16 +206,15 @@ func runAuth(ctx context.Context, cfg *Config, log *zap.Logger) error {
 		case err := <-errc:
 			return err
 		case <-tick.C:
-			if err := srv.WriteAdminIdentity(idPath, auth.AdminIdentityTTL); err != nil {
-				log.Error("failed to refresh the admin identity", zap.Error(err))
+			if err := a.srv.WriteAdminIdentity(a.idPath, auth.AdminIdentityTTL); err != nil {
+				a.log.Error("failed to refresh the admin identity", zap.Error(err))
 			}
 		case <-ctx.Done():
-			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				log.Warn("graceful shutdown did not finish; closing", zap.Error(err))
-				srv.Close()
+			if err := a.srv.Shutdown(sctx); err != nil {
+				a.log.Warn("graceful shutdown did not finish; closing", zap.Error(err))
+				a.srv.Close()
 			}
 			if err := <-errc; !errors.Is(err, auth.ErrServerClosed) {
 				return err
@@ -156,4 +222,50 @@ func runAuth(ctx context.Context, cfg *Config, log *zap.Logger) error {
 			return nil
 		}
 	}
+}
+
+func (a *authRole) Close() error {
+	if a.srv != nil {
+		a.srv.Close()
+	}
+	if a.l != nil {
+		a.l.Close()
+	}
+	if a.audit != nil {
+		a.audit.Close()
+	}
+	if a.store != nil {
+		a.store.Close()
+	}
+	return nil
+}
+
+// splitAddrs splits host[:port] strings into DNS names and IP addresses,
+// dropping unspecified addresses.
+func splitAddrs(addrs []string) (dns []string, ips []net.IP) {
+	for _, a := range addrs {
+		host := a
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			host = h
+		}
+		if host == "" {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil {
+			if !ip.IsUnspecified() {
+				ips = append(ips, ip)
+			}
+		} else {
+			dns = append(dns, host)
+		}
+	}
+	return dns, ips
+}
+
+func ipStrings(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
 }

@@ -1,0 +1,285 @@
+package dbagent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/portcullis-db/portcullis/ca/authclient"
+	"github.com/portcullis-db/portcullis/ca/hostcert"
+	"github.com/portcullis-db/portcullis/tunnel"
+)
+
+// Database is one database the agent serves.
+type Database struct {
+	// Name is what users connect to (pcl db connect NAME). Required.
+	Name string `yaml:"name" json:"name"`
+	// Protocol is "postgres" or "mysql". Required.
+	Protocol string `yaml:"protocol" json:"protocol"`
+	// URI is the database's host:port as the agent reaches it. Required.
+	URI string `yaml:"uri" json:"uri"`
+	// Labels are matched by roles' db_labels.
+	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`
+	// Description is shown by `pcl db ls`.
+	Description string `yaml:"description" json:"description,omitempty"`
+	// TLS says how the agent verifies the database server.
+	TLS DatabaseTLS `yaml:"tls" json:"-"`
+}
+
+// DatabaseTLS configures the agent's TLS connection to a database.
+type DatabaseTLS struct {
+	// CAFile holds the CA certificates that sign the database's server
+	// certificate; empty means the cluster's database CA (a database
+	// configured from `pctl auth sign --format db`).
+	CAFile string `yaml:"ca_file"`
+	// ServerName is the name checked against the server certificate;
+	// empty means the host part of URI.
+	ServerName string `yaml:"server_name"`
+}
+
+// Validate checks a database's configuration, naming the field at fault.
+func (d *Database) Validate() error {
+	switch {
+	case d.Name == "":
+		return errors.New("a database needs a name")
+	case d.Protocol != "postgres" && d.Protocol != "mysql":
+		return fmt.Errorf("database %q: protocol %q is not postgres or mysql", d.Name, d.Protocol)
+	case d.URI == "":
+		return fmt.Errorf("database %q needs a uri (host:port)", d.Name)
+	}
+	if _, _, err := net.SplitHostPort(d.URI); err != nil {
+		return fmt.Errorf("database %q: uri %q is not host:port", d.Name, d.URI)
+	}
+	return nil
+}
+
+// Service is the database agent: it keeps reverse tunnels to the proxies,
+// advertises its databases to the Auth service through them, and renews
+// its own certificates.
+type Service struct {
+	// Credentials are the agent's host credentials. Required.
+	Credentials *hostcert.Manager
+	// ProxyAddrs are the proxies' public addresses (host:port). Required.
+	ProxyAddrs []string
+	// Databases are the databases this agent serves.
+	Databases []Database
+	// HeartbeatInterval is how often the inventory is refreshed (default
+	// 10s); records expire after three intervals without a heartbeat.
+	HeartbeatInterval time.Duration
+	// Dialer opens TCP connections to the proxies (default net.Dialer).
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Handler serves each session the proxy opens (see tunnel.Agent).
+	// Nil refuses sessions.
+	Handler func(ctx context.Context, conn net.Conn, extra []byte)
+	// Logger logs the agent's operation (default: no-op).
+	Logger *zap.Logger
+	// Clock tells the time for certificate and lock checks (default
+	// time.Now).
+	Clock func() time.Time
+
+	policy  policyCache
+	dbCerts dbCertCache
+
+	mu     sync.Mutex
+	tunnel *tunnel.Agent
+}
+
+func (s *Service) now() time.Time {
+	if s.Clock != nil {
+		return s.Clock()
+	}
+	return time.Now()
+}
+
+func (s *Service) check() error {
+	if s.Credentials == nil {
+		return errors.New("dbagent: Service.Credentials is required")
+	}
+	if len(s.ProxyAddrs) == 0 {
+		return errors.New("dbagent: Service.ProxyAddrs is required: the proxy's public address")
+	}
+	seen := map[string]bool{}
+	for i := range s.Databases {
+		if err := s.Databases[i].Validate(); err != nil {
+			return fmt.Errorf("dbagent: %w", err)
+		}
+		if seen[s.Databases[i].Name] {
+			return fmt.Errorf("dbagent: database %q is listed twice", s.Databases[i].Name)
+		}
+		seen[s.Databases[i].Name] = true
+	}
+	return nil
+}
+
+// Run serves until ctx is done. It returns ctx's error, or a configuration
+// error at once.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	log := s.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("db")
+	s.policy = policyCache{client: s.AuthClient, clock: s.now}
+	s.dbCerts = dbCertCache{client: s.AuthClient, clock: s.now}
+	if s.Credentials.Renew == nil {
+		s.Credentials.Renew = s.renewThroughTunnel
+	}
+	handler := s.Handler
+	if handler == nil {
+		handler = func(ctx context.Context, conn net.Conn, _ []byte) {
+			log.Warn("refused a session: this agent serves no sessions")
+		}
+	}
+	names := make([]string, len(s.Databases))
+	for i, d := range s.Databases {
+		names[i] = d.Name
+	}
+	md, _ := json.Marshal(map[string]any{"databases": names})
+	creds := s.Credentials.Current()
+	ta := &tunnel.Agent{
+		ProxyAddrs: s.ProxyAddrs,
+		HostID:     creds.HostID,
+		GetSigner: func() (ssh.Signer, error) {
+			return s.Credentials.Current().SSHSigner()
+		},
+		GetHostCAKeys: func() []ssh.PublicKey { return s.Credentials.Current().SSHHostCAs },
+		Handler:       handler,
+		Metadata:      md,
+		Dialer:        s.dialProxy,
+		Logger:        log.Named("tunnel"),
+	}
+	s.mu.Lock()
+	s.tunnel = ta
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); ta.Run(ctx) }()
+	go func() { defer wg.Done(); s.Credentials.Run(ctx) }()
+	go func() { defer wg.Done(); s.heartbeat(ctx, log) }()
+	log.Info("database agent started", zap.String("host_id", creds.HostID),
+		zap.Strings("proxies", s.ProxyAddrs), zap.Strings("databases", names))
+	<-ctx.Done()
+	wg.Wait()
+	return ctx.Err()
+}
+
+// dialProxy opens TLS to a proxy's public port under the tunnel's ALPN,
+// verifying the proxy against the cluster's host CA; SSH runs inside.
+func (s *Service) dialProxy(ctx context.Context, network, addr string) (net.Conn, error) {
+	dial := s.Dialer
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	raw, err := dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	cfg := authclient.TLSConfig(nil, s.Credentials.Current().HostCAs)
+	cfg.ServerName = host
+	cfg.NextProtos = []string{tunnel.ALPN}
+	conn := tls.Client(raw, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	if conn.ConnectionState().NegotiatedProtocol != tunnel.ALPN {
+		conn.Close()
+		return nil, fmt.Errorf("the proxy at %s does not serve reverse tunnels (ALPN %s)", addr, tunnel.ALPN)
+	}
+	return conn, nil
+}
+
+// AuthClient returns a client of the Auth service that reaches it through
+// the reverse tunnel, authenticated with the agent's current credentials.
+func (s *Service) AuthClient() (*authclient.Client, error) {
+	s.mu.Lock()
+	ta := s.tunnel
+	s.mu.Unlock()
+	if ta == nil {
+		return nil, errors.New("dbagent: the agent is not running")
+	}
+	return authClientVia(s.Credentials, ta.DialAuth)
+}
+
+func authClientVia(m *hostcert.Manager, dial func(context.Context) (net.Conn, error)) (*authclient.Client, error) {
+	cur := m.Current()
+	cfg := authclient.TLSConfig(nil, cur.HostCAs)
+	cfg.ServerName = authclient.AuthServerName
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return m.Current().TLSCertificate(), nil
+	}
+	return authclient.New(authclient.AuthServerName+":443",
+		authclient.WithTLSConfig(cfg),
+		authclient.WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }))
+}
+
+func (s *Service) renewThroughTunnel(ctx context.Context, _ *hostcert.Credentials, req authclient.RenewRequest) (*authclient.JoinResponse, error) {
+	c, err := s.AuthClient()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.RenewHost(ctx, req)
+}
+
+// heartbeat advertises the databases until ctx is done: at once, retried
+// every second until the first success, then every HeartbeatInterval.
+func (s *Service) heartbeat(ctx context.Context, log *zap.Logger) {
+	interval := s.HeartbeatInterval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	dbs := make([]authclient.Database, len(s.Databases))
+	for i, d := range s.Databases {
+		dbs[i] = authclient.Database{Name: d.Name, Protocol: d.Protocol, URI: d.URI, Labels: d.Labels, Description: d.Description}
+	}
+	c, err := s.AuthClient()
+	if err != nil {
+		log.Error("cannot build the auth client", zap.Error(err))
+		return
+	}
+	defer c.Close()
+	ok := false
+	for {
+		wait := time.Second
+		hctx, cancel := context.WithTimeout(ctx, interval)
+		err := c.Heartbeat(hctx, authclient.HeartbeatRequest{Databases: dbs, TTL: 3 * interval})
+		cancel()
+		switch {
+		case err == nil:
+			if !ok {
+				log.Info("databases registered with the cluster", zap.Int("databases", len(dbs)))
+			}
+			ok, wait = true, interval
+		case ctx.Err() != nil:
+			return
+		default:
+			if ok {
+				log.Warn("heartbeat failed; retrying", zap.Error(err))
+			} else {
+				log.Debug("heartbeat failed; retrying", zap.Error(err))
+			}
+			ok = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
