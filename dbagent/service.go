@@ -157,7 +157,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Handler:       handler,
 		Metadata:      md,
 		Dialer:        s.dialProxy,
-		Logger:        log.Named("tunnel"),
+		Logger:        log,
 	}
 	s.mu.Lock()
 	s.tunnel = ta

@@ -74,7 +74,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.StringVar(&a.dataDir, "data-dir", "", "the Auth service's data dir, on the Auth host (default $"+dataDirEnv+")")
 	pf.StringVar(&a.authAddr, "auth", "", "the Auth service's API address, host:port (default: read from the data dir)")
 	pf.StringVar(&a.identity, "identity", "", "an identity file to call the API with (default: the admin identity in the data dir)")
-	root.AddCommand(a.usersCmd(), a.rolesCmd(), a.tokensCmd(), a.locksCmd(), a.authCmd(), a.statusCmd(), a.dbCmd())
+	root.AddCommand(a.usersCmd(), a.rolesCmd(), a.tokensCmd(), a.locksCmd(), a.authCmd(), a.statusCmd(), a.dbCmd(), a.auditCmd())
 	return root
 }
 

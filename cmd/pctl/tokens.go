@@ -43,8 +43,8 @@ func (a *app) tokensAddCmd() *cobra.Command {
 			fmt.Fprintf(a.stdout, "Join token (ID %s) for %s, valid until %s:\n\n  %s\n\n",
 				resp.ID, what, when(resp.Expires, a.now()), resp.Secret)
 			fmt.Fprintf(a.stdout, "This is the only time the secret is shown. Put it in the config file of the %s you start\nwith `portcullis start`:\n\n", map[string]string{"db": "database agent", "proxy": "proxy"}[typ])
-			fmt.Fprintf(a.stdout, "  join_token: %s\n\n", resp.Secret)
-			fmt.Fprintf(a.stdout, "It also needs the cluster's host CA pin: %s\n", cn.hostPin())
+			fmt.Fprintf(a.stdout, "  join_token: %s\n", resp.Secret)
+			fmt.Fprintf(a.stdout, "  ca_pin: %s   # optional: the token alone proves the cluster\n\n", cn.hostPin())
 			fmt.Fprintf(a.stdout, "Remove the token early with: pctl tokens rm %s\n", resp.ID)
 			return nil
 		})(cmd, args)

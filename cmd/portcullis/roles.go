@@ -221,7 +221,6 @@ type dbRole struct {
 }
 
 func prepareDB(ctx context.Context, cfg *Config, local *authRole, pxy *proxyRole, log *zap.Logger) (*dbRole, error) {
-	log = log.Named("db")
 	proxyAddr := cfg.DB.ProxyAddr
 	if proxyAddr == "" {
 		proxyAddr = pxy.publicAddr
@@ -230,13 +229,13 @@ func prepareDB(ctx context.Context, cfg *Config, local *authRole, pxy *proxyRole
 	// An agent reaches the cluster only through the proxy: it joins
 	// through the proxy's forwarded API.
 	creds, err := credentials(ctx, dir, local, proxyAddr, cfg.DB.JoinToken, cfg.DB.CAPin,
-		hostcert.Request{Role: ca.SystemRoleDatabase, HostID: cfg.DB.HostID}, log)
+		hostcert.Request{Role: ca.SystemRoleDatabase, HostID: cfg.DB.HostID}, log.Named("db"))
 	if err != nil {
 		return nil, err
 	}
 	m := hostcert.NewManager(creds)
 	m.Dir = dir
-	m.Logger = log
+	m.Logger = log.Named("db")
 	return &dbRole{svc: &dbagent.Service{
 		Credentials: m,
 		ProxyAddrs:  []string{proxyAddr},
