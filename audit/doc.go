@@ -21,8 +21,20 @@
 //	agent.join         AgentJoin          a host joins (or fails to) with a token
 //	access.denied      AccessDenied       policy refuses an authenticated API call
 //
-// Database-session events (db.session.*) come in a later release; their
-// names are reserved (see [TypeUserLogin] and the constants next to it).
+// Database-session events embed [DatabaseSessionMetadata] (session ID
+// "sid", user, roles, route, client address); protocol engines emit them:
+//
+//	db.session.start              DatabaseSessionStart  a session opens, or is refused (success false)
+//	db.session.end                DatabaseSessionEnd    a session ends: duration, bytes_in, bytes_out
+//	db.session.query              DatabaseSessionQuery  a simple-protocol query is sent (or refused)
+//	db.session.postgres.parse     PostgresParse         a statement is prepared
+//	db.session.postgres.bind      PostgresBind          parameters are bound (decoded per format code)
+//	db.session.postgres.execute   PostgresExecute       a portal runs
+//	db.session.postgres.close     PostgresClose         a statement or portal is closed
+//	db.session.postgres.function  PostgresFunctionCall  a fast-path function call
+//
+// Their codes are in the D family. Names under db.session.mysql. are
+// reserved for MySQL.
 //
 // Producers fill the event-specific fields and Metadata.Type; the emitter
 // fills what is left empty: ID (a random UUIDv4), Time (from its clock,
@@ -41,7 +53,7 @@
 //	"time"          RFC 3339 with nanoseconds, UTC
 //	"cluster_name"  when known
 //
-// followed by the blocks the event embeds, flattened: "user", "roles",
+// followed by the blocks the event embeds, flattened: "sid"; "user", "roles",
 // "impersonator"; "client_addr"; "success", "error"; "resource_kind",
 // "resource_name"; "db_service", "db_protocol", "db_user", "db_name".
 // A user.login written by a FileLog looks like this (one line in the file):
@@ -57,7 +69,7 @@
 //     (UnmarshalEvent and Fields do).
 //   - Optional keys are omitted when empty; "success" is always present in
 //     events that have it.
-//   - Codes: a family letter (C cluster; D database sessions, reserved), four
+//   - Codes: a family letter (C cluster; D database sessions), four
 //     digits, and I (success/information) or W (failure/refusal).
 //   - No event carries a secret: no passwords, TOTP codes, private keys or
 //     join tokens. Join tokens appear as [TokenID].

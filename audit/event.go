@@ -108,22 +108,20 @@ const (
 	TypeAgentJoin       = "agent.join"        // AgentJoin
 	TypeAccessDenied    = "access.denied"     // AccessDenied
 
-	// Reserved for database-session events (a later release):
+	// Database-session events (db.session.start, .end, .query and
+	// db.session.postgres.*) are in db_events.go. Reserved for MySQL (a
+	// later release):
 	//
-	//	db.session.start, db.session.end, db.session.query
-	//	db.session.postgres.statements.parse, .bind, .execute, .close
-	//	db.session.postgres.function
 	//	db.session.mysql.statements.prepare, .execute, .send_long_data,
 	//	  .close, .reset, .fetch, .bulk_execute
 	//	db.session.mysql.init_db, .create_db, .drop_db, .shut_down,
 	//	  .process_kill, .debug, .refresh
 	//
-	// Every name under "db." is reserved, as is the JSON key "sid" (the
-	// session ID those events will carry next to [DatabaseMetadata]).
+	// Every name under "db." is reserved for database-session events.
 )
 
 // Event codes: a letter for the family (C: cluster, D: database sessions,
-// reserved), four digits for the event, and a suffix for the outcome
+// see db_events.go), four digits for the event, and a suffix for the outcome
 // (I: success or information, W: failure or refusal). Codes are stable.
 const (
 	CodeUserLogin        = "C1000I"
@@ -183,5 +181,5 @@ func defaultCode(typ string, failed bool) string {
 	case TypeAccessDenied:
 		return CodeAccessDenied
 	}
-	return ""
+	return dbDefaultCode(typ, failed)
 }

@@ -90,7 +90,8 @@ func IsUnknownEventType(err error) bool {
 
 // UnmarshalEvent decodes the JSON of an event of a type defined in this
 // package into its struct (*UserLogin, *CertificateCreate, *ResourceChange,
-// *AgentJoin, *AccessDenied). Unknown JSON keys are ignored, so events
+// *AgentJoin, *AccessDenied, and the database-session structs such as
+// *DatabaseSessionQuery). Unknown JSON keys are ignored, so events
 // written by newer versions decode.
 func UnmarshalEvent(data []byte) (Event, error) {
 	var head struct {
@@ -115,7 +116,9 @@ func UnmarshalEvent(data []byte) (Event, error) {
 	case TypeAccessDenied:
 		e = &AccessDenied{}
 	default:
-		return nil, &UnknownEventTypeError{Type: head.Type}
+		if e = newDBEvent(head.Type); e == nil {
+			return nil, &UnknownEventTypeError{Type: head.Type}
+		}
 	}
 	if err := json.Unmarshal(data, e); err != nil {
 		return nil, fmt.Errorf("audit: cannot decode %s event: %w", head.Type, err)

@@ -25,11 +25,18 @@ type Query struct {
 	Types []string
 	// User is the user to return events for ("user"); "" means any.
 	User string
+	// DB is the database service to return events for ("db_service");
+	// "" means any.
+	DB string
 	// From and To bound the event time: From <= time < To. A zero bound is
 	// open. Events without a readable time never match a bounded query.
 	From, To time.Time
 	// Limit is the most events to return; 0 means no limit.
 	Limit int
+	// Tail makes a limited [Search] return the newest Limit matching
+	// events instead of the oldest (still oldest first). It reads every
+	// file. [Scan] ignores it.
+	Tail bool
 }
 
 // Match reports whether f satisfies the query's filters (all but Limit).
@@ -38,6 +45,9 @@ func (q *Query) Match(f Fields) bool {
 		return false
 	}
 	if q.User != "" && f.User() != q.User {
+		return false
+	}
+	if q.DB != "" && f.GetString("db_service") != q.DB {
 		return false
 	}
 	if !q.From.IsZero() || !q.To.IsZero() {
@@ -180,6 +190,9 @@ func scanLines(ctx context.Context, r io.Reader, q *Query, st *ScanStats, fn fun
 // first, with the number of lines it had to skip (see [Scan]).
 func Search(ctx context.Context, dir string, q Query) (*SearchResult, error) {
 	res := &SearchResult{}
+	if q.Tail && q.Limit > 0 {
+		return searchTail(ctx, dir, q)
+	}
 	st, err := Scan(ctx, dir, q, func(f Fields) error {
 		res.Events = append(res.Events, f)
 		return nil
@@ -189,4 +202,28 @@ func Search(ctx context.Context, dir string, q Query) (*SearchResult, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// searchTail keeps the newest q.Limit matches in a ring.
+func searchTail(ctx context.Context, dir string, q Query) (*SearchResult, error) {
+	limit := q.Limit
+	q.Limit = 0
+	ring := make([]Fields, 0, min(limit, 1024))
+	next := 0 // where the next event goes once the ring is full
+	st, err := Scan(ctx, dir, q, func(f Fields) error {
+		if len(ring) < limit {
+			ring = append(ring, f)
+			return nil
+		}
+		ring[next] = f
+		next = (next + 1) % limit
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	events := make([]Fields, 0, len(ring))
+	events = append(events, ring[next:]...)
+	events = append(events, ring[:next]...)
+	return &SearchResult{Events: events, Skipped: st.Skipped}, nil
 }

@@ -47,6 +47,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/locks", s.authed(s.handleCreateLock))
 	mux.Handle("DELETE /v1/locks/{name}", s.authed(s.handleDeleteLock))
 
+	mux.Handle("POST /v1/audit/events", s.authed(newAuditIngest(s).handleEmit))
+	mux.Handle("GET /v1/audit/events", s.authed(s.handleSearchAudit))
+
 	mux.Handle("/", s.public(func(w http.ResponseWriter, r *http.Request, c *caller) error {
 		return apiError(authclient.CodeNotFound, "%s %s is not an API call of this auth service (version %s)", r.Method, r.URL.Path, Version)
 	}))

@@ -44,6 +44,10 @@ type Config struct {
 	ClusterName string
 	// Emitter receives the cluster's audit events (default: none kept).
 	Emitter audit.Emitter
+	// AuditSearcher answers audit searches (GET /v1/audit/events). Default:
+	// Emitter, if it can search (an *audit.FileLog); otherwise searching
+	// is unavailable.
+	AuditSearcher AuditSearcher
 	// Logger logs the service's own operation (default: no-op).
 	Logger *zap.Logger
 	// Clock tells the time (default time.Now).

@@ -363,3 +363,50 @@ func (c *Client) JoinTrust(ctx context.Context, req JoinTrustRequest) (*JoinTrus
 	var out JoinTrustResponse
 	return &out, c.do(ctx, http.MethodPost, "/v1/join/trust", req, &out)
 }
+
+// EmitAuditEvents forwards a batch of audit events to the Auth service's
+// audit log (database agents and proxies). Each event is the JSON of one
+// event with "event", "uid" and "time" set, as audit.Forwarder produces
+// them; see [EmitAuditEventsRequest]. It returns nil once the service has
+// recorded the whole batch.
+func (c *Client) EmitAuditEvents(ctx context.Context, events []json.RawMessage) error {
+	return c.do(ctx, http.MethodPost, "/v1/audit/events", EmitAuditEventsRequest{Events: events}, nil)
+}
+
+// SearchAuditEvents returns the most recently recorded audit events that
+// match q, sorted by event time, oldest first (users with the auditor
+// role, and the admin identity).
+func (c *Client) SearchAuditEvents(ctx context.Context, q AuditQuery) ([]json.RawMessage, error) {
+	v := url.Values{}
+	for _, t := range q.Types {
+		v.Add("type", t)
+	}
+	set := func(key, val string) {
+		if val != "" {
+			v.Set(key, val)
+		}
+	}
+	set("user", q.User)
+	set("db", q.DB)
+	if q.Since > 0 {
+		v.Set("since", q.Since.String())
+	}
+	if !q.From.IsZero() {
+		v.Set("from", q.From.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.To.IsZero() {
+		v.Set("to", q.To.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	path := "/v1/audit/events"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out AuditSearchResponse
+	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Events, nil
+}

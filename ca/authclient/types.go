@@ -1,6 +1,7 @@
 package authclient
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/portcullis-db/portcullis/ca/policy"
@@ -293,3 +294,77 @@ type JoinTrustResponse struct {
 // other. Components that reach the Auth service through a tunnel channel
 // verify it by this name.
 const AuthServerName = "auth.portcullis.internal"
+
+// CodeUnavailable says the Auth service cannot do what was asked in its
+// configuration, e.g. search an audit log it does not keep.
+const CodeUnavailable = "unavailable"
+
+// IsUnavailable reports whether err says the Auth service cannot do what
+// was asked in its configuration.
+func IsUnavailable(err error) bool { return hasCode(err, CodeUnavailable) }
+
+// IsAuditBatchRefused reports whether [Client.EmitAuditEvents] failed
+// because the Auth service refused the batch for good (malformed or
+// oversized events), so that sending it again cannot succeed. It is the
+// audit.ForwarderConfig.IsPermanent of a forwarder that sends with
+// EmitAuditEvents.
+func IsAuditBatchRefused(err error) bool { return hasCode(err, CodeBadRequest) }
+
+// Limits of POST /v1/audit/events.
+const (
+	MaxAuditBatchEvents = 1000    // events per batch
+	MaxAuditBatchBytes  = 8 << 20 // bytes per request body
+)
+
+// EmitAuditEventsRequest is a batch of audit events a database agent or
+// proxy forwards (see audit.Forwarder). Each event is one JSON object with
+// at least "event", "uid" and "time"; the Auth service sets
+// "cluster_name" and "forwarded_by" (the caller's host ID) and keeps every
+// other key as sent.
+type EmitAuditEventsRequest struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+// EmitAuditEventsResponse says what the Auth service did with a batch:
+// Accepted events were written; Duplicates had a uid it had recorded
+// recently and were skipped.
+type EmitAuditEventsResponse struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+}
+
+// Limits of GET /v1/audit/events.
+const (
+	DefaultAuditSearchLimit = 1000
+	MaxAuditSearchLimit     = 10000
+)
+
+// AuditQuery selects audit events. Zero fields do not filter.
+type AuditQuery struct {
+	// Types are event types, e.g. "db.session.query"; "db.session.*"
+	// matches by prefix.
+	Types []string
+	User  string
+	// DB is a database service name ("db_service").
+	DB string
+	// Since starts the search this long before now (by the Auth service's
+	// clock); From starts it at a time. Use one of them.
+	Since time.Duration
+	From  time.Time
+	// To ends the search (exclusive).
+	To time.Time
+	// Limit is how many of the newest matching events to return (default
+	// DefaultAuditSearchLimit, at most MaxAuditSearchLimit).
+	Limit int
+}
+
+// AuditSearchResponse is the answer of GET /v1/audit/events: the most
+// recently recorded matching events, sorted by event time (oldest first),
+// each one JSON object as the audit log holds it (see package audit for
+// the schema).
+type AuditSearchResponse struct {
+	Events []json.RawMessage `json:"events"`
+	// Skipped counts lines of the log that are not events (torn by a
+	// crash, corrupt).
+	Skipped int `json:"skipped,omitempty"`
+}
