@@ -63,7 +63,6 @@ func (p *policyCache) fetch(ctx context.Context) (map[string]*policy.Role, []pol
 	if err != nil {
 		return nil, nil, err
 	}
-	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	list, err := c.ListRoles(ctx)
@@ -188,7 +187,6 @@ func (c *dbCertCache) get(ctx context.Context, dbUser string) (*tls.Certificate,
 	if err != nil {
 		return nil, err
 	}
-	defer ac.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := ac.SignDatabaseCert(ctx, authclient.DatabaseCertRequest{PublicKey: pub, DBUser: dbUser})

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/ca/hostcert"
 	"github.com/portcullis-db/portcullis/tunnel"
@@ -76,20 +77,25 @@ type Service struct {
 	HeartbeatInterval time.Duration
 	// Dialer opens TCP connections to the proxies (default net.Dialer).
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
-	// Handler serves each session the proxy opens (see tunnel.Agent).
-	// Nil refuses sessions.
-	Handler func(ctx context.Context, conn net.Conn, extra []byte)
+	// Emitter receives the sessions' audit events; it should be
+	// asynchronous (audit.Forwarder). Nil discards them.
+	Emitter audit.Emitter
+	// UpstreamDialer opens TCP connections to the databases (default
+	// net.Dialer).
+	UpstreamDialer func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger logs the agent's operation (default: no-op).
 	Logger *zap.Logger
 	// Clock tells the time for certificate and lock checks (default
 	// time.Now).
 	Clock func() time.Time
 
-	policy  policyCache
-	dbCerts dbCertCache
+	policy    policyCache
+	dbCerts   dbCertCache
+	pgCancels pgCancels
 
 	mu     sync.Mutex
 	tunnel *tunnel.Agent
+	api    *authclient.Client
 }
 
 func (s *Service) now() time.Time {
@@ -135,12 +141,6 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.Credentials.Renew == nil {
 		s.Credentials.Renew = s.renewThroughTunnel
 	}
-	handler := s.Handler
-	if handler == nil {
-		handler = func(ctx context.Context, conn net.Conn, _ []byte) {
-			log.Warn("refused a session: this agent serves no sessions")
-		}
-	}
 	names := make([]string, len(s.Databases))
 	for i, d := range s.Databases {
 		names[i] = d.Name
@@ -154,13 +154,18 @@ func (s *Service) Run(ctx context.Context) error {
 			return s.Credentials.Current().SSHSigner()
 		},
 		GetHostCAKeys: func() []ssh.PublicKey { return s.Credentials.Current().SSHHostCAs },
-		Handler:       handler,
+		Handler:       s.handleSession,
 		Metadata:      md,
 		Dialer:        s.dialProxy,
 		Logger:        log,
 	}
+	api, err := authClientVia(s.Credentials, ta.DialAuth)
+	if err != nil {
+		return err
+	}
+	defer api.Close()
 	s.mu.Lock()
-	s.tunnel = ta
+	s.tunnel, s.api = ta, api
 	s.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -204,16 +209,17 @@ func (s *Service) dialProxy(ctx context.Context, network, addr string) (net.Conn
 	return conn, nil
 }
 
-// AuthClient returns a client of the Auth service that reaches it through
-// the reverse tunnel, authenticated with the agent's current credentials.
+// AuthClient returns the agent's client of the Auth service, which reaches
+// it through the reverse tunnel with the agent's current credentials. It
+// is shared: do not close it.
 func (s *Service) AuthClient() (*authclient.Client, error) {
 	s.mu.Lock()
-	ta := s.tunnel
+	api := s.api
 	s.mu.Unlock()
-	if ta == nil {
+	if api == nil {
 		return nil, errors.New("dbagent: the agent is not running")
 	}
-	return authClientVia(s.Credentials, ta.DialAuth)
+	return api, nil
 }
 
 func authClientVia(m *hostcert.Manager, dial func(context.Context) (net.Conn, error)) (*authclient.Client, error) {
@@ -233,7 +239,6 @@ func (s *Service) renewThroughTunnel(ctx context.Context, _ *hostcert.Credential
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
 	return c.RenewHost(ctx, req)
 }
 
@@ -253,7 +258,6 @@ func (s *Service) heartbeat(ctx context.Context, log *zap.Logger) {
 		log.Error("cannot build the auth client", zap.Error(err))
 		return
 	}
-	defer c.Close()
 	ok := false
 	for {
 		wait := time.Second

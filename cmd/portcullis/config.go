@@ -40,6 +40,12 @@ type ProxyRole struct {
 	JoinToken string `yaml:"join_token"`
 	// CAPin optionally pins the cluster's host CA (sha256:...).
 	CAPin string `yaml:"ca_pin"`
+	// PostgresListen, if set, is a native PostgreSQL port (SSLRequest,
+	// then TLS) for psql and other clients that cannot send ALPN.
+	PostgresListen string `yaml:"postgres_listen"`
+	// PostgresPublicAddr is what clients dial for PostgresListen (default:
+	// its listen address, on the public host).
+	PostgresPublicAddr string `yaml:"postgres_public_addr"`
 }
 
 // DBRole configures the database agent.
@@ -152,6 +158,11 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		if c.Proxy.PublicAddr != "" {
 			if _, _, err := net.SplitHostPort(c.Proxy.PublicAddr); err != nil {
 				return nil, fmt.Errorf("proxy.public_addr %q is not host:port", c.Proxy.PublicAddr)
+			}
+		}
+		if c.Proxy.PostgresListen != "" {
+			if _, _, err := net.SplitHostPort(c.Proxy.PostgresListen); err != nil {
+				return nil, fmt.Errorf("proxy.postgres_listen %q is not host:port", c.Proxy.PostgresListen)
 			}
 		}
 		if !c.Auth.Enabled && c.Proxy.AuthAddr == "" {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/ca/hostcert"
@@ -67,7 +69,20 @@ type proxyRole struct {
 	tunnelL    net.Listener
 	httpSrv    *http.Server
 	httpL      net.Listener
+	settings   *authclient.ProxySettings
+
+	api        *authclient.Client
+	audit      *audit.Forwarder
+	dispatcher *proxy.Dispatcher
+	pg         *proxy.PostgresServer
+	pgTLS      net.Listener
+	pgNative   net.Listener
 }
+
+// requestClientCert asks clients for a certificate that the handlers
+// verify themselves, so that a refusal reaches the client in its
+// protocol's own words rather than as a TLS alert.
+const requestClientCert = tls.RequestClientCert
 
 func prepareProxy(ctx context.Context, cfg *Config, local *authRole, log *zap.Logger) (*proxyRole, error) {
 	log = log.Named("proxy")
@@ -123,15 +138,20 @@ func prepareProxy(ctx context.Context, cfg *Config, local *authRole, log *zap.Lo
 		Logger:         log.Named("router"),
 	}
 	p.tunnelL = p.router.Handle([]string{tunnel.ALPN}, proxy.Route{ClientAuth: tls.NoClientCert})
-	p.httpL = p.router.Handle([]string{"h2", "http/1.1"}, proxy.Route{ClientAuth: tls.RequestClientCert, Default: true})
+	p.httpL = p.router.Handle([]string{"h2", "http/1.1"}, proxy.Route{ClientAuth: requestClientCert, Default: true})
+	p.settings = &authclient.ProxySettings{PublicAddr: p.publicAddr}
+	if err := p.setupDatabases(cfg); err != nil {
+		p.Close()
+		return nil, err
+	}
 	api, err := proxy.NewAPIForwarder(proxy.APIForwarderConfig{
 		AuthAddr:  p.authAddr,
 		TLSConfig: p.authTLSConfig(),
 		Logger:    log,
-		Settings:  &authclient.ProxySettings{PublicAddr: p.publicAddr},
+		Settings:  p.settings,
 	})
 	if err != nil {
-		p.l.Close()
+		p.Close()
 		return nil, err
 	}
 	p.httpSrv = &http.Server{
@@ -160,10 +180,11 @@ func (p *proxyRole) authClient() (*authclient.Client, error) {
 func (p *proxyRole) run(ctx context.Context) error {
 	p.log.Info("proxy listening", zap.String("addr", p.l.Addr().String()), zap.String("public_addr", p.publicAddr),
 		zap.String("host_id", p.creds.Current().HostID), zap.String("auth", p.authAddr))
-	errc := make(chan error, 3)
+	errc := make(chan error, 5)
 	go func() { errc <- p.router.Serve(p.l) }()
 	go func() { errc <- p.tunnel.Serve(p.tunnelL) }()
 	go func() { errc <- p.httpSrv.Serve(p.httpL) }()
+	p.runDatabases(ctx, errc)
 	go p.creds.Run(ctx)
 	go p.heartbeat(ctx)
 	var err error
@@ -174,6 +195,7 @@ func (p *proxyRole) run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	p.httpSrv.Shutdown(sctx)
+	p.closeDatabases()
 	p.tunnel.Shutdown(sctx)
 	p.router.Close()
 	return err
@@ -212,12 +234,21 @@ func (p *proxyRole) heartbeat(ctx context.Context) {
 
 func (p *proxyRole) Close() error {
 	p.router.Close()
+	if p.pgNative != nil {
+		p.pgNative.Close()
+	}
+	if p.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		p.audit.Close(ctx)
+	}
 	return p.l.Close()
 }
 
 // dbRole is the database agent.
 type dbRole struct {
-	svc *dbagent.Service
+	svc   *dbagent.Service
+	audit *audit.Forwarder
 }
 
 func prepareDB(ctx context.Context, cfg *Config, local *authRole, pxy *proxyRole, log *zap.Logger) (*dbRole, error) {
@@ -236,18 +267,44 @@ func prepareDB(ctx context.Context, cfg *Config, local *authRole, pxy *proxyRole
 	m := hostcert.NewManager(creds)
 	m.Dir = dir
 	m.Logger = log.Named("db")
-	return &dbRole{svc: &dbagent.Service{
+	d := &dbRole{}
+	fwd, err := audit.NewForwarder(audit.ForwarderConfig{
+		Send: func(ctx context.Context, events []json.RawMessage) error {
+			c, err := d.svc.AuthClient()
+			if err != nil {
+				return err
+			}
+			return c.EmitAuditEvents(ctx, events)
+		},
+		IsPermanent: authclient.IsAuditBatchRefused,
+		SpoolDir:    filepath.Join(dir, "audit-spool"),
+		ClusterName: creds.ClusterName,
+		Logger:      log.Named("db.audit"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.audit = fwd
+	d.svc = &dbagent.Service{
 		Credentials: m,
 		ProxyAddrs:  []string{proxyAddr},
 		Databases:   cfg.DB.Databases,
 		Logger:      log,
 
 		HeartbeatInterval: cfg.DB.HeartbeatInterval,
-	}}, nil
+		Emitter:           fwd,
+	}
+	return d, nil
 }
 
 func (d *dbRole) run(ctx context.Context) error {
 	err := d.svc.Run(ctx)
+	cctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	d.audit.Close(cctx)
+	st := d.audit.Stats()
+	d.svc.Logger.Info("audit forwarder closed", zap.Uint64("delivered", st.Delivered), zap.Int64("spooled_bytes", st.SpoolBytes),
+		zap.Bool("unreachable", st.Unreachable), zap.Uint64("lost", st.Lost))
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-db/portcullis/ca"
+	"github.com/portcullis-db/portcullis/ca/authclient"
+	"github.com/portcullis-db/portcullis/client"
+	"github.com/portcullis-db/portcullis/internal/dbtest"
+)
+
+// pgCluster is a whole cluster in front of a real PostgreSQL: auth and
+// proxy in one daemon, the agent in another that joined with a token, the
+// database configured from the cluster's database CA, and alice logged in.
+type pgCluster struct {
+	admin   *authclient.Client
+	pg      *dbtest.Postgres
+	profile *client.Profile
+	home    string
+	cfg     *client.DatabaseConfig
+	cluster *daemon
+	agent   *daemon
+}
+
+func startPGCluster(t *testing.T) *pgCluster {
+	t.Helper()
+	ctx := context.Background()
+	clusterDir := t.TempDir()
+	proxyAddr, pgAddr := freeAddr(t), freeAddr(t)
+	cluster := startDaemon(t, fmt.Sprintf(`
+data_dir: %s
+cluster_name: pg-e2e
+auth: {enabled: true, listen: "127.0.0.1:0"}
+proxy: {enabled: true, listen: %q, postgres_listen: %q}
+`, clusterDir, proxyAddr, pgAddr))
+	admin := adminClient(t, clusterDir)
+
+	// The database trusts the cluster's database CA, exactly as
+	// `pctl auth sign --format db` configures it.
+	key, err := ca.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := authclient.MarshalPublicKey(key.Public())
+	signed, err := admin.SignDatabaseCert(ctx, authclient.DatabaseCertRequest{PublicKey: pub, Hosts: []string{"127.0.0.1", "localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := ca.ParseCertPEM([]byte(signed.Cert))
+	dbCA, _ := ca.ParseCertPEM([]byte(signed.DBCAs[0]))
+	prefix := filepath.Join(t.TempDir(), "db")
+	if err := ca.WriteDatabaseServerFiles(prefix, cert.Raw, key, []*x509.Certificate{dbCA}); err != nil {
+		t.Fatal(err)
+	}
+	pg := dbtest.StartPostgres(t, dbtest.Options{CertPrefix: prefix, Users: []string{"alice", "bob"}, Databases: []string{"app"}})
+
+	tok, err := admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := startDaemon(t, fmt.Sprintf(`
+data_dir: %s
+db:
+  enabled: true
+  proxy_addr: %q
+  join_token: %q
+  host_id: agent-pg
+  heartbeat_interval: 1s
+  databases:
+    - {name: pg1, protocol: postgres, uri: %q, labels: {env: dev}}
+`, t.TempDir(), proxyAddr, tok.Secret, pg.Addr()))
+	waitFor(t, "pg1 in the inventory", 20*time.Second, func() bool {
+		dbs, err := admin.ListDatabases(ctx)
+		return err == nil && len(dbs) == 1
+	})
+
+	_, err = admin.CreateUser(ctx, authclient.CreateUserRequest{
+		User:     authclient.User{Name: "alice", Roles: []string{"access"}, Traits: map[string][]string{"db_users": {"alice"}, "db_names": {"app"}}},
+		Password: "alice's password",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := admin.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pin string
+	for _, c := range st.CAs {
+		if c.Type == "host" {
+			pin = c.Fingerprint
+		}
+	}
+	home := t.TempDir()
+	profile, err := client.Login(ctx, client.LoginRequest{ProxyAddr: proxyAddr, Username: "alice", Password: "alice's password", CAPin: pin}, client.WithHome(home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := profile.DatabaseLogin(ctx, "pg1", "alice", "app"); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := profile.DatabaseConfig(ctx, "pg1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Port == 0 || cfg.AddrGuessed {
+		t.Fatalf("the proxy did not advertise its PostgreSQL port: %+v", cfg)
+	}
+	return &pgCluster{admin: admin, pg: pg, profile: profile, home: home, cfg: cfg, cluster: cluster, agent: agent}
+}
+
+// psql runs psql through the proxy with alice's route certificate.
+func (c *pgCluster) psql(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd, err := c.cfg.Command(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := cmd.Cmd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No PG* variable or service file from the machine may redirect psql.
+	x.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.home, "PGCONNECT_TIMEOUT=20"}
+	timer := time.AfterFunc(60*time.Second, func() { x.Process.Kill() })
+	defer timer.Stop()
+	out, err := x.CombinedOutput()
+	return string(out), err
+}
+
+// queries returns the statements of db.session.query events, in order.
+func (c *pgCluster) auditEvents(t *testing.T, typ string, want int) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	waitFor(t, fmt.Sprintf("%d %s events in the audit log", want, typ), 20*time.Second, func() bool {
+		raw, err := c.admin.SearchAuditEvents(context.Background(), authclient.AuditQuery{Types: []string{typ}, User: "alice"})
+		if err != nil {
+			return false
+		}
+		out = out[:0]
+		for _, r := range raw {
+			var m map[string]any
+			if json.Unmarshal(r, &m) == nil {
+				out = append(out, m)
+			}
+		}
+		return len(out) >= want
+	})
+	return out
+}
+
+func requirePsql(t *testing.T) {
+	if _, err := exec.LookPath("psql"); err != nil {
+		if os.Getenv(dbtest.RequireEnv) == "1" {
+			t.Fatal("psql is not installed (Debian package postgresql-client)")
+		}
+		t.Skip("psql is not installed (Debian package postgresql-client)")
+	}
+}
+
+func TestPsqlThroughTheCluster(t *testing.T) {
+	requirePsql(t)
+	c := startPGCluster(t)
+	out, err := c.psql(t, "-X", "-A", "-t", "-c", "select 42")
+	if err != nil || strings.TrimSpace(out) != "42" {
+		t.Fatalf("psql -c 'select 42': %v\n%s", err, out)
+	}
+	// It was the harness's server, as alice, over TCP: not a local socket.
+	out, err = c.psql(t, "-X", "-A", "-t", "-c", "select current_user, inet_server_port()")
+	if want := fmt.Sprintf("alice|%d", c.pg.Port); err != nil || strings.TrimSpace(out) != want {
+		t.Fatalf("psql reached %q (err %v), want %s", strings.TrimSpace(out), err, want)
+	}
+	events := c.auditEvents(t, "db.session.query", 2)
+	var got []string
+	for _, e := range events {
+		got = append(got, fmt.Sprint(e["query"]))
+	}
+	if want := []string{"select 42", "select current_user, inet_server_port()"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audited queries %q, want exactly %q", got, want)
+	}
+	ev := events[0]
+	if ev["user"] != "alice" || ev["db_service"] != "pg1" || ev["db_user"] != "alice" || ev["db_name"] != "app" {
+		t.Errorf("audit event attribution: %v", ev)
+	}
+}

@@ -1,0 +1,157 @@
+package dbagent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/portcullis-db/portcullis/audit"
+	"github.com/portcullis-db/portcullis/ca"
+	"github.com/portcullis-db/portcullis/protocol"
+)
+
+// sessionHandshakeTimeout bounds the TLS handshake and startup of a session.
+const sessionHandshakeTimeout = 15 * time.Second
+
+// handleSession serves one tunnel channel a proxy opened: mutual TLS with
+// the proxy's session certificate, then the database protocol of the
+// certificate's route.
+func (s *Service) handleSession(ctx context.Context, conn net.Conn, extra []byte) {
+	log := s.log()
+	var req protocol.SessionRequest
+	if len(extra) > protocol.MaxSessionRequestSize || json.Unmarshal(extra, &req) != nil {
+		log.Warn("refused a session with a malformed request from the proxy")
+		return
+	}
+	tc := tls.Server(conn, s.sessionTLSConfig())
+	defer tc.Close()
+	hctx, cancel := context.WithTimeout(ctx, sessionHandshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		log.Warn("session TLS handshake with the proxy failed", zap.Error(err))
+		return
+	}
+	id, err := s.verifySession(s.Credentials.Current(), tc.ConnectionState().PeerCertificates)
+	if err != nil {
+		log.Warn("refused a session certificate", zap.Error(err))
+		return
+	}
+	db := s.database(id.Route.ServiceName)
+	sess := &session{svc: s, conn: tc, id: id, db: db, clientAddr: req.ClientAddr, log: log.With(
+		zap.String("user", id.Username), zap.String("db", id.Route.ServiceName))}
+	switch {
+	case req.Type == protocol.SessionCancel && db != nil && db.Protocol == "postgres":
+		sess.cancelPostgres(ctx, req.Cancel)
+	case req.Type == protocol.SessionCancel:
+	case id.Route.Protocol == "postgres":
+		sess.servePostgres(ctx)
+	default:
+		log.Warn("refused a session for an unsupported protocol", zap.String("protocol", id.Route.Protocol))
+	}
+}
+
+func (s *Service) database(name string) *Database {
+	for i := range s.Databases {
+		if s.Databases[i].Name == name {
+			return &s.Databases[i]
+		}
+	}
+	return nil
+}
+
+func (s *Service) log() *zap.Logger {
+	if s.Logger == nil {
+		return zap.NewNop()
+	}
+	return s.Logger
+}
+
+// session is one database session on the agent.
+type session struct {
+	svc        *Service
+	conn       *tls.Conn
+	id         *ca.Identity
+	db         *Database
+	clientAddr string
+	log        *zap.Logger
+	meta       audit.DatabaseSessionMetadata
+}
+
+// metadata fills the fields every event of the session carries.
+func (ss *session) metadata(protocolName, dbUser, dbName string) audit.DatabaseSessionMetadata {
+	var m audit.DatabaseSessionMetadata
+	m.SessionID = newSessionID()
+	m.User, m.Roles = ss.id.Username, ss.id.Roles
+	m.DatabaseService, m.DatabaseProtocol = ss.id.Route.ServiceName, protocolName
+	m.DatabaseUser, m.DatabaseName = dbUser, dbName
+	m.ClientAddr = ss.clientAddr
+	return m
+}
+
+func (ss *session) emit(e audit.Event) {
+	em := ss.svc.Emitter
+	if em == nil {
+		return
+	}
+	e.GetMetadata().ClusterName = ss.svc.Credentials.Current().ClusterName
+	if err := em.EmitAuditEvent(context.Background(), e); err != nil {
+		ss.log.Error("cannot write an audit event", zap.String("event", e.GetMetadata().Type), zap.Error(err))
+	}
+}
+
+// emitStart records the session starting, or refused with reason.
+func (ss *session) emitStart(reason string) {
+	ss.emit(&audit.DatabaseSessionStart{
+		Metadata:                audit.Metadata{Type: audit.TypeDatabaseSessionStart},
+		DatabaseSessionMetadata: ss.meta,
+		Status:                  audit.Status{Success: reason == "", Error: reason},
+	})
+}
+
+// upstreamTLS is the agent's TLS configuration towards a database: the
+// client certificate for the database user, and the server verified
+// against the database's CA (the cluster's database CA unless configured).
+func (ss *session) upstreamTLS(cert *tls.Certificate) (*tls.Config, error) {
+	pool := x509.NewCertPool()
+	if ss.db.TLS.CAFile != "" {
+		pem, err := os.ReadFile(ss.db.TLS.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading tls.ca_file of database %s: %w", ss.db.Name, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.ca_file of database %s holds no certificate", ss.db.Name)
+		}
+	} else {
+		for _, c := range ss.svc.Credentials.Current().DBCAs {
+			pool.AddCert(c)
+		}
+	}
+	name := ss.db.TLS.ServerName
+	if name == "" {
+		name, _, _ = net.SplitHostPort(ss.db.URI)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		RootCAs:      pool,
+		ServerName:   name,
+		Certificates: []tls.Certificate{*cert},
+	}, nil
+}
+
+// newSessionID returns a random UUIDv4.
+func newSessionID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
