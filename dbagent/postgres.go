@@ -98,6 +98,12 @@ func (ss *session) servePostgres(ctx context.Context) {
 		refuse(postgres.CodeInvalidCatalogName, fmt.Sprintf("database %q is not a PostgreSQL database", route.ServiceName))
 		return
 	}
+	if r := startup.Parameters["replication"]; r != "" && r != "false" && r != "off" && r != "no" && r != "0" {
+		// A replication connection speaks another protocol, whose commands
+		// the relay would not audit.
+		refuse(postgres.CodeProtocolViolation, "replication connections are not supported through Portcullis; connect for queries only")
+		return
+	}
 	if err := ss.svc.authorize(ctx, ss.id, ss.db, dbUser, dbName); err != nil {
 		var ue *unavailableError
 		code := postgres.CodeInvalidAuthorization

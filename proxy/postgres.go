@@ -206,8 +206,8 @@ func (s *PostgresServer) handleNative(ctx context.Context, c net.Conn) {
 	for {
 		msg, err := postgres.ReadStartup(c, postgres.MaxStartupSize)
 		if err != nil {
+			// ReadStartup has told the client why, where it could.
 			s.log().Debug("bad PostgreSQL startup", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
-			postgres.WriteError(c, postgres.CodeProtocolViolation, "the proxy could not read the start of the PostgreSQL protocol")
 			return
 		}
 		switch m := msg.(type) {
@@ -256,7 +256,7 @@ func (s *PostgresServer) handleTLS(ctx context.Context, tc *tls.Conn) {
 	}
 	msg, err := postgres.ReadStartup(tc, postgres.MaxStartupSize)
 	if err != nil {
-		postgres.WriteError(tc, postgres.CodeProtocolViolation, "the proxy could not read the PostgreSQL startup message")
+		// ReadStartup has told the client why, where it could.
 		return
 	}
 	switch m := msg.(type) {

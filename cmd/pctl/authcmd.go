@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -90,6 +91,9 @@ func (a *app) authSignCmd() *cobra.Command {
 		}
 		if out == "" {
 			return fmt.Errorf("pass --out PREFIX: the files are written to PREFIX.crt, PREFIX.key and PREFIX.cas")
+		}
+		if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("the directory %s for --out does not exist; create it first", filepath.Dir(out))
 		}
 		key, err := ca.GenerateKey()
 		if err != nil {
