@@ -19,34 +19,23 @@ import (
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/client"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
-// devOnly allows only databases labelled env=dev, as the user's traits.
-const devOnly = `kind: role
-version: v1
-metadata:
-  name: dev-only
-spec:
-  allow:
-    db_labels: {env: dev}
-    db_users: ["{{internal.db_users}}"]
-    db_names: ["{{internal.db_names}}"]
-`
-
-// newDBCluster is a cluster with the dev-only role, alice (db user alice,
+// newDBCluster is a cluster with the dev-only role (authtest.DevOnlyRole), alice (db user alice,
 // db name app) and three databases from two agents; pg-dev is served by
 // both.
-func newDBCluster(t *testing.T) *testCluster {
+func newDBCluster(t *testing.T) *authtest.Cluster {
 	t.Helper()
-	c := newTestCluster(t)
-	c.addRole(t, devOnly)
-	c.addUserWith(t, "alice", []string{"dev-only"}, map[string][]string{"db_users": {"alice"}, "db_names": {"app"}})
-	c.advertise(t, "agent-1",
+	c := authtest.Start(t)
+	c.AddRole(t, authtest.DevOnlyRole)
+	c.AddUser(t, "alice", alicePassword, []string{"dev-only"}, map[string][]string{"db_users": {"alice"}, "db_names": {"app"}})
+	c.Advertise(t, "agent-1",
 		authclient.Database{Name: "pg-dev", Protocol: "postgres", URI: "10.0.0.1:5432",
 			Labels: map[string]string{"env": "dev"}, Description: "the dev database"},
 		authclient.Database{Name: "pg-prod", Protocol: "postgres", URI: "10.0.0.2:5432", Labels: map[string]string{"env": "prod"}},
 	)
-	c.advertise(t, "agent-2",
+	c.Advertise(t, "agent-2",
 		authclient.Database{Name: "pg-dev", Protocol: "postgres", URI: "10.0.0.1:5432",
 			Labels: map[string]string{"env": "dev"}, Description: "the dev database"},
 		authclient.Database{Name: "my-dev", Protocol: "mysql", URI: "10.0.0.3:3306", Labels: map[string]string{"env": "dev"}},
@@ -55,10 +44,10 @@ func newDBCluster(t *testing.T) *testCluster {
 }
 
 // login logs user in at addr (the Auth service or a fake proxy) into home.
-func login(t *testing.T, c *testCluster, addr, home, user string, ttl time.Duration) *client.Profile {
+func login(t *testing.T, c *authtest.Cluster, addr, home, user string, ttl time.Duration) *client.Profile {
 	t.Helper()
 	p, err := client.Login(context.Background(), client.LoginRequest{
-		ProxyAddr: addr, Username: user, Password: alicePassword, CAPin: c.pin, TTL: ttl,
+		ProxyAddr: addr, Username: user, Password: alicePassword, CAPin: c.HostPin(), TTL: ttl,
 	}, client.WithHome(home))
 	if err != nil {
 		t.Fatalf("Login: %v", err)
@@ -68,7 +57,7 @@ func login(t *testing.T, c *testCluster, addr, home, user string, ttl time.Durat
 
 func TestDatabasesListsWhatTheRoleAllows(t *testing.T) {
 	c := newDBCluster(t)
-	p := login(t, c, c.addr, t.TempDir(), "alice", 0)
+	p := login(t, c, c.Addr, t.TempDir(), "alice", 0)
 	dbs, err := p.Databases(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +74,7 @@ func TestDatabasesListsWhatTheRoleAllows(t *testing.T) {
 func TestDatabaseLoginStoresRouteCertificate(t *testing.T) {
 	c := newDBCluster(t)
 	ctx := context.Background()
-	p := login(t, c, c.addr, t.TempDir(), "alice", 0)
+	p := login(t, c, c.Addr, t.TempDir(), "alice", 0)
 
 	// The db user and db name come from the traits.
 	route, err := p.DatabaseLogin(ctx, "pg-dev", "", "")
@@ -121,7 +110,7 @@ func TestDatabaseLoginStoresRouteCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &ca.Verifier{Roots: []*x509.Certificate{c.srv.Authority(ca.UserCA).Cert}, Usage: x509.ExtKeyUsageClientAuth, ClusterName: "test"}
+	v := &ca.Verifier{Roots: []*x509.Certificate{c.Server.Authority(ca.UserCA).Cert}, Usage: x509.ExtKeyUsageClientAuth, ClusterName: "test"}
 	id, err := v.Verify([]*x509.Certificate{cert})
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +140,7 @@ func TestDatabaseLoginStoresRouteCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, portStr, _ := net.SplitHostPort(c.addr)
+	host, portStr, _ := net.SplitHostPort(c.Addr)
 	port, _ := strconv.Atoi(portStr)
 	want := &client.DatabaseConfig{
 		Name: "pg-dev", Protocol: "postgres", Host: host, Port: port, DBUser: "alice", DBName: "app",
@@ -160,7 +149,7 @@ func TestDatabaseLoginStoresRouteCertificate(t *testing.T) {
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("DatabaseConfig = %+v\nwant %+v", cfg, want)
 	}
-	if note := cfg.GuessNote(); !strings.Contains(note, "did not say where its proxy serves postgres, so "+c.addr) {
+	if note := cfg.GuessNote(); !strings.Contains(note, "did not say where its proxy serves postgres, so "+c.Addr) {
 		t.Errorf("GuessNote = %q", note)
 	}
 	if p.Proxy != nil {
@@ -174,10 +163,10 @@ func TestDatabaseLoginStoresRouteCertificate(t *testing.T) {
 
 func TestDatabaseLoginErrors(t *testing.T) {
 	c := newDBCluster(t)
-	c.addUserWith(t, "bob", []string{"dev-only"}, map[string][]string{"db_users": {"a", "b", "*"}})
+	c.AddUser(t, "bob", alicePassword, []string{"dev-only"}, map[string][]string{"db_users": {"a", "b", "*"}})
 	ctx := context.Background()
-	alice := login(t, c, c.addr, t.TempDir(), "alice", 0)
-	bob := login(t, c, c.addr, t.TempDir(), "bob", 0)
+	alice := login(t, c, c.Addr, t.TempDir(), "alice", 0)
+	bob := login(t, c, c.Addr, t.TempDir(), "bob", 0)
 
 	for _, tc := range []struct {
 		name           string
@@ -234,7 +223,7 @@ func TestDatabaseRouteExpiry(t *testing.T) {
 	ctx := context.Background()
 	home := t.TempDir()
 	// A 24h login: route certificates get the cluster's default 12h.
-	p := login(t, c, c.addr, home, "alice", 24*time.Hour)
+	p := login(t, c, c.Addr, home, "alice", 24*time.Hour)
 	route, err := p.DatabaseLogin(ctx, "pg-dev", "alice", "app")
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +252,7 @@ func TestDatabaseRouteExpiry(t *testing.T) {
 	}
 
 	// A new login has a new key: the old route certificate is stale.
-	p2 := login(t, c, c.addr, home, "alice", 0)
+	p2 := login(t, c, c.Addr, home, "alice", 0)
 	if _, err := p2.DatabaseConfig(ctx, "pg-dev"); !errors.As(err, &re) || re.Reason != client.RouteStale ||
 		err.Error() != `the certificate for database "pg-dev" belongs to an earlier login; run pcl db login pg-dev again` {
 		t.Errorf("DatabaseConfig after a new login: %v", err)
@@ -283,7 +272,7 @@ func TestDatabaseRouteExpiry(t *testing.T) {
 func TestDatabaseLogout(t *testing.T) {
 	c := newDBCluster(t)
 	ctx := context.Background()
-	p := login(t, c, c.addr, t.TempDir(), "alice", 0)
+	p := login(t, c, c.Addr, t.TempDir(), "alice", 0)
 	for _, db := range []string{"pg-dev", "my-dev"} {
 		if _, err := p.DatabaseLogin(ctx, db, "", ""); err != nil {
 			t.Fatal(err)
@@ -326,7 +315,7 @@ func TestDatabaseLogout(t *testing.T) {
 func TestProxySettingsFromThePing(t *testing.T) {
 	c := newDBCluster(t)
 	ctx := context.Background()
-	proxyAddr := newFakeProxy(t, c, &authclient.ProxySettings{
+	proxyAddr := c.StartFakeProxy(t, &authclient.ProxySettings{
 		PostgresAddr: "0.0.0.0:5433", MySQLAddr: "db.example.com:3036",
 	})
 	home := t.TempDir()

@@ -14,9 +14,18 @@ import (
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/client"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
 const alicePassword = "correct horse battery"
+
+// addUser creates a user with roles, db user name and db name app, and a
+// password, or pending sign-up when password is empty (then it returns
+// the sign-up token).
+func addUser(t *testing.T, c *authtest.Cluster, name, password string, roles ...string) string {
+	t.Helper()
+	return c.AddUser(t, name, password, roles, map[string][]string{"db_users": {name}, "db_names": {"app"}})
+}
 
 func mode(t *testing.T, path string) os.FileMode {
 	t.Helper()
@@ -33,20 +42,20 @@ func exists(path string) bool {
 }
 
 func TestLoginWithPinStoresProfile(t *testing.T) {
-	c := newTestCluster(t)
-	c.addUser(t, "alice", alicePassword, "access")
+	c := authtest.Start(t)
+	addUser(t, c, "alice", alicePassword, "access")
 	home := filepath.Join(t.TempDir(), "home")
 	ctx := context.Background()
 
 	// The pin is taken in upper case too, as people copy it.
 	p, err := client.Login(ctx, client.LoginRequest{
-		ProxyAddr: c.addr, Username: "alice", Password: alicePassword, CAPin: "sha256:" + strings.ToUpper(strings.TrimPrefix(c.pin, "sha256:")),
+		ProxyAddr: c.Addr, Username: "alice", Password: alicePassword, CAPin: "sha256:" + strings.ToUpper(strings.TrimPrefix(c.HostPin(), "sha256:")),
 	}, client.WithHome(home))
 	if err != nil {
 		t.Fatalf("Login: %v", err)
 	}
 	if p.Username != "alice" || p.Cluster != "test" || !slices.Equal(p.Roles, []string{"access"}) ||
-		!slices.Equal(p.Traits["db_users"], []string{"alice"}) || p.CAPin != c.pin || p.ProxyAddr != c.addr {
+		!slices.Equal(p.Traits["db_users"], []string{"alice"}) || p.CAPin != c.HostPin() || p.ProxyAddr != c.Addr {
 		t.Errorf("profile = %+v", p)
 	}
 	if p.Expired(time.Now()) || !p.Expired(p.Expires) {
@@ -67,7 +76,7 @@ func TestLoginWithPinStoresProfile(t *testing.T) {
 			t.Errorf("%s has mode %v, want %v", path, got, want)
 		}
 	}
-	if want := filepath.Join(home, "keys", strings.ReplaceAll(c.addr, ":", "_"), "alice.key"); p.KeyPath() != want {
+	if want := filepath.Join(home, "keys", strings.ReplaceAll(c.Addr, ":", "_"), "alice.key"); p.KeyPath() != want {
 		t.Errorf("key path %s, want %s", p.KeyPath(), want)
 	}
 	keyPEM, err := os.ReadFile(p.KeyPath())
@@ -129,11 +138,11 @@ func TestLoginWithPinStoresProfile(t *testing.T) {
 }
 
 func TestLoginAgainUsesStoredCAsAndAFreshKey(t *testing.T) {
-	c := newTestCluster(t)
-	c.addUser(t, "alice", alicePassword, "access")
+	c := authtest.Start(t)
+	addUser(t, c, "alice", alicePassword, "access")
 	home := t.TempDir()
 	ctx := context.Background()
-	req := client.LoginRequest{ProxyAddr: c.addr, Username: "alice", Password: alicePassword, CAPin: c.pin}
+	req := client.LoginRequest{ProxyAddr: c.Addr, Username: "alice", Password: alicePassword, CAPin: c.HostPin()}
 	p1, err := client.Login(ctx, req, client.WithHome(home))
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +158,7 @@ func TestLoginAgainUsesStoredCAsAndAFreshKey(t *testing.T) {
 	if string(key1) == string(key2) {
 		t.Errorf("the second login reused the private key")
 	}
-	if p2.CAPin != c.pin {
+	if p2.CAPin != c.HostPin() {
 		t.Errorf("the pin was not remembered: %q", p2.CAPin)
 	}
 
@@ -163,18 +172,18 @@ func TestLoginAgainUsesStoredCAsAndAFreshKey(t *testing.T) {
 }
 
 func TestLoginNeedsAPinOrInsecureTheFirstTime(t *testing.T) {
-	c := newTestCluster(t)
-	c.addUser(t, "alice", alicePassword, "access")
+	c := authtest.Start(t)
+	addUser(t, c, "alice", alicePassword, "access")
 	home := t.TempDir()
 	_, err := client.Login(context.Background(), client.LoginRequest{
-		ProxyAddr: c.addr, Username: "alice", Password: alicePassword,
+		ProxyAddr: c.Addr, Username: "alice", Password: alicePassword,
 	}, client.WithHome(home))
 	if err == nil || !strings.Contains(err.Error(), "--ca-pin") {
 		t.Fatalf("Login without pin: %v, want an error naming --ca-pin", err)
 	}
 
 	p, err := client.Login(context.Background(), client.LoginRequest{
-		ProxyAddr: c.addr, Username: "alice", Password: alicePassword, Insecure: true,
+		ProxyAddr: c.Addr, Username: "alice", Password: alicePassword, Insecure: true,
 	}, client.WithHome(home))
 	if err != nil {
 		t.Fatalf("insecure login: %v", err)
@@ -185,15 +194,15 @@ func TestLoginNeedsAPinOrInsecureTheFirstTime(t *testing.T) {
 }
 
 func TestLoginRefusesWrongPin(t *testing.T) {
-	c := newTestCluster(t)
-	c.addUser(t, "alice", alicePassword, "access")
+	c := authtest.Start(t)
+	addUser(t, c, "alice", alicePassword, "access")
 	other, err := ca.NewAuthority(ca.HostCA, "other", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	home := t.TempDir()
 	_, err = client.Login(context.Background(), client.LoginRequest{
-		ProxyAddr: c.addr, Username: "alice", Password: alicePassword, CAPin: other.Fingerprint(),
+		ProxyAddr: c.Addr, Username: "alice", Password: alicePassword, CAPin: other.Fingerprint(),
 	}, client.WithHome(home))
 	if !client.IsUntrustedProxy(err) {
 		t.Fatalf("Login with a wrong pin: %v, want an untrusted proxy error", err)
@@ -207,7 +216,7 @@ func TestLoginRefusesWrongPin(t *testing.T) {
 	}
 
 	_, err = client.Login(context.Background(), client.LoginRequest{
-		ProxyAddr: c.addr, Username: "alice", Password: alicePassword, CAPin: "sha256:nothex",
+		ProxyAddr: c.Addr, Username: "alice", Password: alicePassword, CAPin: "sha256:nothex",
 	}, client.WithHome(home))
 	if err == nil || !strings.Contains(err.Error(), "64 hex digits") {
 		t.Errorf("Login with a malformed pin: %v", err)
@@ -215,11 +224,11 @@ func TestLoginRefusesWrongPin(t *testing.T) {
 }
 
 func TestLoginRefusesChangedStoredCA(t *testing.T) {
-	c := newTestCluster(t)
-	c.addUser(t, "alice", alicePassword, "access")
+	c := authtest.Start(t)
+	addUser(t, c, "alice", alicePassword, "access")
 	home := t.TempDir()
 	ctx := context.Background()
-	req := client.LoginRequest{ProxyAddr: c.addr, Username: "alice", Password: alicePassword, CAPin: c.pin}
+	req := client.LoginRequest{ProxyAddr: c.Addr, Username: "alice", Password: alicePassword, CAPin: c.HostPin()}
 	p, err := client.Login(ctx, req, client.WithHome(home))
 	if err != nil {
 		t.Fatal(err)
@@ -243,12 +252,12 @@ func TestLoginRefusesChangedStoredCA(t *testing.T) {
 }
 
 func TestLoginWrongPasswordIsGeneric(t *testing.T) {
-	c := newTestCluster(t)
-	c.addUser(t, "alice", alicePassword, "access")
+	c := authtest.Start(t)
+	addUser(t, c, "alice", alicePassword, "access")
 	home := t.TempDir()
 	for _, req := range []client.LoginRequest{
-		{ProxyAddr: c.addr, Username: "alice", Password: "wrong password", CAPin: c.pin},
-		{ProxyAddr: c.addr, Username: "nobody", Password: alicePassword, CAPin: c.pin},
+		{ProxyAddr: c.Addr, Username: "alice", Password: "wrong password", CAPin: c.HostPin()},
+		{ProxyAddr: c.Addr, Username: "nobody", Password: alicePassword, CAPin: c.HostPin()},
 	} {
 		_, err := client.Login(context.Background(), req, client.WithHome(home))
 		if !authclient.IsUnauthenticated(err) || err.Error() != "invalid username, password or one-time code" {
@@ -288,11 +297,11 @@ func TestLoadProfileWithoutLogin(t *testing.T) {
 func TestStoredCertificateVerifiesAgainstUserCAs(t *testing.T) {
 	// The stored certificate is an X.509 user certificate that the stored
 	// user CA verifies, as psql and the proxy will check it.
-	c := newTestCluster(t)
-	c.addUser(t, "alice", alicePassword, "access")
+	c := authtest.Start(t)
+	addUser(t, c, "alice", alicePassword, "access")
 	home := t.TempDir()
 	p, err := client.Login(context.Background(), client.LoginRequest{
-		ProxyAddr: c.addr, Username: "alice", Password: alicePassword, CAPin: c.pin,
+		ProxyAddr: c.Addr, Username: "alice", Password: alicePassword, CAPin: c.HostPin(),
 	}, client.WithHome(home))
 	if err != nil {
 		t.Fatal(err)

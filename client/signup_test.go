@@ -12,13 +12,14 @@ import (
 
 	"github.com/portcullis-db/portcullis/ca/auth"
 	"github.com/portcullis-db/portcullis/client"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
 func TestSignupWithTOTPThenLogin(t *testing.T) {
-	c := newTestCluster(t, func(cfg *auth.Config) { cfg.SecondFactor = "on" })
-	token := c.addUser(t, "bob", "", "access")
+	c := authtest.Start(t, authtest.WithConfig(func(cfg *auth.Config) { cfg.SecondFactor = "on" }))
+	token := addUser(t, c, "bob", "", "access")
 	if token == "" {
 		t.Fatal("no sign-up token")
 	}
@@ -27,14 +28,14 @@ func TestSignupWithTOTPThenLogin(t *testing.T) {
 
 	var secret string
 	user, err := client.Signup(ctx, client.SignupRequest{
-		ProxyAddr: c.addr, Token: token, Password: alicePassword, CAPin: c.pin,
+		ProxyAddr: c.Addr, Token: token, Password: alicePassword, CAPin: c.HostPin(),
 		EnrollTOTP: func(ctx context.Context, otpauthURL string) (string, error) {
 			u, err := url.Parse(otpauthURL)
 			if err != nil || u.Scheme != "otpauth" {
 				t.Fatalf("enrollment URL %q: %v", otpauthURL, err)
 			}
 			secret = u.Query().Get("secret")
-			return totp.GenerateCode(secret, c.clock.Now())
+			return totp.GenerateCode(secret, c.Clock.Now())
 		},
 	}, client.WithHome(home))
 	if err != nil {
@@ -45,19 +46,19 @@ func TestSignupWithTOTPThenLogin(t *testing.T) {
 	}
 
 	// The token works once.
-	_, err = client.Signup(ctx, client.SignupRequest{ProxyAddr: c.addr, Token: token, Password: alicePassword}, client.WithHome(home))
+	_, err = client.Signup(ctx, client.SignupRequest{ProxyAddr: c.Addr, Token: token, Password: alicePassword}, client.WithHome(home))
 	if err == nil || !strings.Contains(err.Error(), "invalid, used or expired") {
 		t.Errorf("second Signup with the token: %v", err)
 	}
 
 	// The code used at sign-up cannot be used again: the next step's can.
-	c.clock.Advance(30 * time.Second)
+	c.Clock.Advance(30 * time.Second)
 	prompted := false
 	p, err := client.Login(ctx, client.LoginRequest{
-		ProxyAddr: c.addr, Username: "bob", Password: alicePassword,
+		ProxyAddr: c.Addr, Username: "bob", Password: alicePassword,
 		PromptOTP: func(context.Context) (string, error) {
 			prompted = true
-			return totp.GenerateCode(secret, c.clock.Now())
+			return totp.GenerateCode(secret, c.Clock.Now())
 		},
 	}, client.WithHome(home))
 	if err != nil {
@@ -69,10 +70,10 @@ func TestSignupWithTOTPThenLogin(t *testing.T) {
 }
 
 func TestSignupRefusesWrongPin(t *testing.T) {
-	c := newTestCluster(t)
-	token := c.addUser(t, "bob", "", "access")
+	c := authtest.Start(t)
+	token := addUser(t, c, "bob", "", "access")
 	_, err := client.Signup(context.Background(), client.SignupRequest{
-		ProxyAddr: c.addr, Token: token, Password: alicePassword, CAPin: "sha256:" + strings.Repeat("ab", 32),
+		ProxyAddr: c.Addr, Token: token, Password: alicePassword, CAPin: "sha256:" + strings.Repeat("ab", 32),
 	}, client.WithHome(t.TempDir()))
 	if !client.IsUntrustedProxy(err) {
 		t.Fatalf("Signup with a wrong pin: %v", err)

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -11,53 +10,32 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/auth"
 	"github.com/portcullis-db/portcullis/ca/authclient"
-	"github.com/portcullis-db/portcullis/ca/storage/boltstore"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 	"github.com/portcullis-db/portcullis/proxy"
 )
 
-// recorder keeps audit events in memory.
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) EmitAuditEvent(_ context.Context, e audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-	return nil
-}
-
-func (r *recorder) logins(user string) []*audit.UserLogin {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// logins returns the recorded logins of user.
+func logins(rec *authtest.Recorder, user string) []*audit.UserLogin {
 	var out []*audit.UserLogin
-	for _, e := range r.events {
-		if l, ok := e.(*audit.UserLogin); ok && l.User == user {
+	for _, e := range rec.OfType(audit.TypeUserLogin) {
+		if l := e.(*audit.UserLogin); l.User == user {
 			out = append(out, l)
 		}
 	}
 	return out
 }
 
-func (r *recorder) denials() []*audit.AccessDenied {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// denials returns the recorded access denials.
+func denials(rec *authtest.Recorder) []*audit.AccessDenied {
 	var out []*audit.AccessDenied
-	for _, e := range r.events {
-		if d, ok := e.(*audit.AccessDenied); ok {
-			out = append(out, d)
-		}
+	for _, e := range rec.OfType(audit.TypeAccessDenied) {
+		out = append(out, e.(*audit.AccessDenied))
 	}
 	return out
 }
@@ -65,12 +43,7 @@ func (r *recorder) denials() []*audit.AccessDenied {
 // proxiedCluster is a real Auth service and, in front of it, a proxy
 // (Router + APIForwarder) with a host certificate obtained by joining.
 type proxiedCluster struct {
-	srv       *auth.Server
-	authAddr  string
-	audit     *recorder
-	admin     *authclient.IdentityFile
-	adminAPI  *authclient.Client
-	hostCAs   []*x509.Certificate
+	*authtest.Cluster
 	proxyCert *tls.Certificate
 	proxyAddr string
 	clientIP  string // the address clients of the proxy dial from
@@ -78,66 +51,18 @@ type proxiedCluster struct {
 
 func newProxiedCluster(t *testing.T) *proxiedCluster {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := boltstore.Open(filepath.Join(dir, "state.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	pc := &proxiedCluster{audit: &recorder{}}
-	pc.srv, err = auth.New(ctx, auth.Config{Storage: st, ClusterName: "test", Emitter: pc.audit, BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- pc.srv.Serve(l) }()
-	t.Cleanup(func() {
-		pc.srv.Close()
-		if err := <-done; !errors.Is(err, auth.ErrServerClosed) {
-			t.Errorf("auth Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	pc.authAddr = l.Addr().String()
-	idPath := filepath.Join(dir, auth.AdminIdentityFile)
-	if err := pc.srv.WriteAdminIdentity(idPath, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if pc.admin, err = authclient.ReadIdentityFile(idPath); err != nil {
-		t.Fatal(err)
-	}
-	pc.hostCAs = pc.admin.HostCAs
-	pc.adminAPI = newClient(t, pc.authAddr, pc.admin.TLSConfig(), nil)
+	pc := &proxiedCluster{Cluster: authtest.Start(t)}
 
 	// The proxy joins with a token, like a proxy on another host.
-	tok, err := pc.adminAPI.CreateToken(ctx, authclient.CreateTokenRequest{Type: "proxy"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, key := publicKey(t)
-	joined, err := newClient(t, pc.authAddr, authclient.TLSConfig(nil, pc.hostCAs), nil).Join(ctx, authclient.JoinRequest{
-		Token: tok.Secret, Role: ca.SystemRoleProxy, PublicKey: pub,
-		DNSNames: []string{"localhost"}, IPAddresses: []string{"127.0.0.1"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ParseCertPEM([]byte(joined.Cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc.proxyCert = &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+	_, joined, key := pc.Join(t, "proxy", ca.SystemRoleProxy, "")
+	pc.proxyCert = authtest.TLSCertificate(t, joined.Cert, key)
 
 	roots := x509.NewCertPool()
-	for _, c := range pc.hostCAs {
+	for _, c := range pc.HostCAs() {
 		roots.AddCert(c)
 	}
 	fwd, err := proxy.NewAPIForwarder(proxy.APIForwarderConfig{
-		AuthAddr: pc.authAddr,
+		AuthAddr: pc.Addr,
 		TLSConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			RootCAs:    roots,
@@ -176,23 +101,10 @@ func newClient(t *testing.T, addr string, cfg *tls.Config, dial func(context.Con
 	return c
 }
 
-func publicKey(t *testing.T) (string, crypto.Signer) {
-	t.Helper()
-	key, err := ca.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := authclient.MarshalPublicKey(key.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub, key
-}
-
 // viaProxy is a client of the API through the proxy, with cert (nil for
 // none), dialing from pc.clientIP.
 func (pc *proxiedCluster) viaProxy(t *testing.T, cert *tls.Certificate) *authclient.Client {
-	return pc.viaProxyTLS(t, authclient.TLSConfig(cert, pc.hostCAs))
+	return pc.viaProxyTLS(t, authclient.TLSConfig(cert, pc.HostCAs()))
 }
 
 func (pc *proxiedCluster) viaProxyTLS(t *testing.T, cfg *tls.Config) *authclient.Client {
@@ -203,20 +115,17 @@ func (pc *proxiedCluster) viaProxyTLS(t *testing.T, cfg *tls.Config) *authclient
 // login logs name in through the proxy and returns the certificate.
 func (pc *proxiedCluster) login(t *testing.T, name, password string) (*tls.Certificate, *ca.Identity) {
 	t.Helper()
-	pub, key := publicKey(t)
+	pub, key := authtest.KeyPair(t)
 	resp, err := pc.viaProxy(t, nil).Login(context.Background(), authclient.LoginRequest{Username: name, Password: password, PublicKey: pub})
 	if err != nil {
 		t.Fatalf("login as %s through the proxy: %v", name, err)
 	}
-	cert, err := ca.ParseCertPEM([]byte(resp.Cert))
+	cert := authtest.TLSCertificate(t, resp.Cert, key)
+	id, err := ca.IdentityFromCertificate(cert.Leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := ca.IdentityFromCertificate(cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, id
+	return cert, id
 }
 
 func TestAPIForwarderWithAuthService(t *testing.T) {
@@ -227,7 +136,7 @@ func TestAPIForwarderWithAuthService(t *testing.T) {
 			Traits: map[string][]string{"db_users": {"alice"}, "db_names": {"app"}}}, Password: "alice-password-1"},
 		{User: authclient.User{Name: "bob", Roles: []string{"editor"}}, Password: "bob-password-12"},
 	} {
-		if _, err := pc.adminAPI.CreateUser(ctx, u); err != nil {
+		if _, err := pc.Admin().CreateUser(ctx, u); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -250,7 +159,7 @@ func TestAPIForwarderWithAuthService(t *testing.T) {
 		if id.LoginIP != pc.clientIP {
 			t.Errorf("certificate's login IP %q, want the client's %q", id.LoginIP, pc.clientIP)
 		}
-		logins := pc.audit.logins("alice")
+		logins := logins(pc.Audit, "alice")
 		if len(logins) == 0 {
 			t.Fatal("no login event")
 		}
@@ -262,18 +171,17 @@ func TestAPIForwarderWithAuthService(t *testing.T) {
 	t.Run("calls are the user's", func(t *testing.T) {
 		// An agent advertises a database; users see it without its URI,
 		// the proxy itself (a cluster component) with it.
-		pub, key := publicKey(t)
-		agent, err := pc.srv.IssueHostCredentials(ctx, authclient.JoinRequest{Role: ca.SystemRoleDatabase, PublicKey: pub})
+		pub, key := authtest.KeyPair(t)
+		agent, err := pc.Server.IssueHostCredentials(ctx, authclient.JoinRequest{Role: ca.SystemRoleDatabase, PublicKey: pub})
 		if err != nil {
 			t.Fatal(err)
 		}
-		agentCert, _ := ca.ParseCertPEM([]byte(agent.Cert))
-		agentAPI := newClient(t, pc.authAddr, authclient.TLSConfig(&tls.Certificate{Certificate: [][]byte{agentCert.Raw}, PrivateKey: key}, pc.hostCAs), nil)
+		agentAPI := pc.CertClient(t, agent.Cert, key)
 		if err := agentAPI.Heartbeat(ctx, authclient.HeartbeatRequest{Databases: []authclient.Database{
 			{Name: "pg1", Protocol: "postgres", URI: "pg1.internal:5432"}}}); err != nil {
 			t.Fatal(err)
 		}
-		asProxy, err := newClient(t, pc.authAddr, authclient.TLSConfig(pc.proxyCert, pc.hostCAs), nil).ListDatabases(ctx)
+		asProxy, err := pc.Client(t, authclient.TLSConfig(pc.proxyCert, pc.HostCAs())).ListDatabases(ctx)
 		if err != nil || len(asProxy) != 1 || asProxy[0].URI == "" {
 			t.Fatalf("the proxy's own listing: %+v, %v", asProxy, err)
 		}
@@ -290,7 +198,7 @@ func TestAPIForwarderWithAuthService(t *testing.T) {
 		if _, err := alice.ListUsers(ctx); !authclient.IsAccessDenied(err) {
 			t.Errorf("alice listing users: %v, want access denied", err)
 		}
-		if denied := pc.audit.denials(); len(denied) != 1 || denied[0].User != "alice" || denied[0].ClientAddr != pc.clientIP {
+		if denied := denials(pc.Audit); len(denied) != 1 || denied[0].User != "alice" || denied[0].ClientAddr != pc.clientIP {
 			t.Errorf("access-denied events %+v; want one for alice from %s", denied, pc.clientIP)
 		}
 		bobCert, _ := pc.login(t, "bob", "bob-password-12")
@@ -303,9 +211,13 @@ func TestAPIForwarderWithAuthService(t *testing.T) {
 	})
 
 	t.Run("spoofed forwarded headers are stripped", func(t *testing.T) {
-		adminB64 := base64.StdEncoding.EncodeToString(pc.admin.Cert.Raw)
+		admin, err := authclient.ReadIdentityFile(filepath.Join(pc.Dir, auth.AdminIdentityFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		adminB64 := base64.StdEncoding.EncodeToString(admin.Cert.Raw)
 		hc := &http.Client{Transport: &http.Transport{
-			TLSClientConfig: authclient.TLSConfig(nil, pc.hostCAs),
+			TLSClientConfig: authclient.TLSConfig(nil, pc.HostCAs()),
 			// HTTP/1.1, so that a Connection header reaches the proxy.
 			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 		}}
@@ -336,7 +248,7 @@ func TestAPIForwarderWithAuthService(t *testing.T) {
 	})
 
 	t.Run("join trust through the proxy", func(t *testing.T) {
-		tok, err := pc.adminAPI.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
+		tok, err := pc.Admin().CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -345,11 +257,11 @@ func TestAPIForwarderWithAuthService(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(cas) != 1 || !cas[0].Equal(pc.srv.Authority(ca.HostCA).Cert) {
+		if len(cas) != 1 || !cas[0].Equal(pc.Server.Authority(ca.HostCA).Cert) {
 			t.Fatalf("trusted %d CAs, not the cluster's host CA", len(cas))
 		}
 		// The learnt CA verifies the proxy, and the join goes through it.
-		pub, _ := publicKey(t)
+		pub, _ := authtest.KeyPair(t)
 		if _, err := pc.viaProxyTLS(t, authclient.TLSConfig(nil, cas)).Join(ctx, authclient.JoinRequest{
 			Token: tok.Secret, Role: ca.SystemRoleDatabase, PublicKey: pub}); err != nil {
 			t.Fatal(err)

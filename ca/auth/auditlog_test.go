@@ -9,55 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/auth"
 	"github.com/portcullis-db/portcullis/ca/authclient"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
-
-// newAuditCluster is a test cluster whose audit events also go to a
-// FileLog that serves searches.
-func newAuditCluster(t *testing.T) (*testCluster, *audit.FileLog) {
-	t.Helper()
-	var fl *audit.FileLog
-	tc := newTestCluster(t, func(cfg *auth.Config) {
-		var err error
-		fl, err = audit.NewFileLog(audit.FileLogConfig{Dir: filepath.Join(t.TempDir(), "audit"), Durability: audit.SyncEachEvent})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { fl.Close() })
-		cfg.Emitter = audit.MultiEmitter{cfg.Emitter, fl}
-		cfg.AuditSearcher = fl
-	})
-	return tc, fl
-}
-
-// joinAuditHost joins a host with a fresh token of tokenType and returns a
-// client presenting its host certificate.
-func joinAuditHost(t *testing.T, tc *testCluster, tokenType, role, hostID string) *authclient.Client {
-	t.Helper()
-	ctx := context.Background()
-	tok, err := tc.admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: tokenType})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, key := publicKeyPEM(t)
-	sshKey, err := ssh.NewPublicKey(key.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := tc.anon(t).Join(ctx, authclient.JoinRequest{
-		Token: tok.Secret, Role: role, HostID: hostID, PublicKey: pub,
-		SSHPublicKey: string(ssh.MarshalAuthorizedKey(sshKey)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tc.userClient(t, resp.Cert, key)
-}
 
 // rawEvent builds a forwarded event's JSON.
 func rawEvent(t *testing.T, fields map[string]any) json.RawMessage {
@@ -93,10 +50,10 @@ func uids(evs []audit.Fields) string {
 }
 
 func TestForwardedAuditEventsAreStoredAndSearchable(t *testing.T) {
-	tc, _ := newAuditCluster(t)
+	tc := authtest.Start(t, authtest.WithAuditLog())
 	ctx := context.Background()
-	agent := joinAuditHost(t, tc, "db", ca.SystemRoleDatabase, "agent-1")
-	now := tc.clock.Now().UTC()
+	agent, _, _ := tc.Join(t, "db", ca.SystemRoleDatabase, "agent-1")
+	now := tc.Clock.Now().UTC()
 	at := func(ago time.Duration) string { return now.Add(-ago).Format(time.RFC3339Nano) }
 	batch := []json.RawMessage{
 		rawEvent(t, map[string]any{"event": "db.session.start", "uid": "e1", "time": at(2 * time.Hour), "sid": "s1",
@@ -117,7 +74,7 @@ func TestForwardedAuditEventsAreStoredAndSearchable(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A proxy may forward too.
-	proxy := joinAuditHost(t, tc, "proxy", ca.SystemRoleProxy, "proxy-1")
+	proxy, _, _ := tc.Join(t, "proxy", ca.SystemRoleProxy, "proxy-1")
 	if err := proxy.EmitAuditEvents(ctx, []json.RawMessage{rawEvent(t, map[string]any{
 		"event": "db.session.start", "uid": "e5", "time": at(5 * time.Minute), "user": "carol", "db_service": "pg1",
 		"success": false, "error": "access to db denied"})}); err != nil {
@@ -125,20 +82,20 @@ func TestForwardedAuditEventsAreStoredAndSearchable(t *testing.T) {
 	}
 
 	// Users without audit rights may neither search nor forward.
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	alice, _, _ := tc.login(t, "alice", "correct horse", "")
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	alice, _, _ := tc.Login(t, "alice", "correct horse")
 	if _, err := alice.SearchAuditEvents(ctx, authclient.AuditQuery{}); !authclient.IsAccessDenied(err) {
 		t.Fatalf("search by a user without audit rights: %v", err)
 	}
 	if err := alice.EmitAuditEvents(ctx, batch); !authclient.IsAccessDenied(err) {
 		t.Fatalf("forwarding by a user: %v", err)
 	}
-	if err := tc.admin.EmitAuditEvents(ctx, batch); !authclient.IsAccessDenied(err) {
+	if err := tc.Admin().EmitAuditEvents(ctx, batch); !authclient.IsAccessDenied(err) {
 		t.Fatalf("forwarding by the admin identity: %v", err)
 	}
 
-	tc.addUser(t, "dora", "correct horse", []string{"auditor"}, nil)
-	auditor, _, _ := tc.login(t, "dora", "correct horse", "")
+	tc.AddUser(t, "dora", "correct horse", []string{"auditor"}, nil)
+	auditor, _, _ := tc.Login(t, "dora", "correct horse")
 	dbTypes := []string{"db.session.*"}
 	for _, tt := range []struct {
 		q    authclient.AuditQuery
@@ -161,7 +118,7 @@ func TestForwardedAuditEventsAreStoredAndSearchable(t *testing.T) {
 
 	// The admin identity searches too, and sees the events as forwarded,
 	// unknown keys included, with this cluster's name and the forwarder.
-	evs := searchFields(t, tc.admin, authclient.AuditQuery{Types: []string{"db.session.query"}, User: "alice"})
+	evs := searchFields(t, tc.Admin(), authclient.AuditQuery{Types: []string{"db.session.query"}, User: "alice"})
 	if len(evs) != 1 {
 		t.Fatalf("admin search: %v", evs)
 	}
@@ -170,20 +127,20 @@ func TestForwardedAuditEventsAreStoredAndSearchable(t *testing.T) {
 		e.GetString("sid") != "s1" || fmt.Sprint(e["x_future"]) != "map[a:[1 2]]" {
 		t.Errorf("stored event: %v", e)
 	}
-	if e := searchFields(t, tc.admin, authclient.AuditQuery{User: "carol"}); len(e) != 1 || e[0].GetString(audit.KeyForwardedBy) != "proxy-1" {
+	if e := searchFields(t, tc.Admin(), authclient.AuditQuery{User: "carol"}); len(e) != 1 || e[0].GetString(audit.KeyForwardedBy) != "proxy-1" {
 		t.Errorf("proxy's event: %v", e)
 	}
 	// The refused search was audited.
-	if denied := searchFields(t, tc.admin, authclient.AuditQuery{Types: []string{audit.TypeAccessDenied}, User: "alice"}); len(denied) == 0 {
+	if denied := searchFields(t, tc.Admin(), authclient.AuditQuery{Types: []string{audit.TypeAccessDenied}, User: "alice"}); len(denied) == 0 {
 		t.Error("no access.denied event for alice's search")
 	}
 }
 
 func TestForwardedAuditEventsAreChecked(t *testing.T) {
-	tc, _ := newAuditCluster(t)
+	tc := authtest.Start(t, authtest.WithAuditLog())
 	ctx := context.Background()
-	agent := joinAuditHost(t, tc, "db", ca.SystemRoleDatabase, "agent-1")
-	now := tc.clock.Now().UTC().Format(time.RFC3339)
+	agent, _, _ := tc.Join(t, "db", ca.SystemRoleDatabase, "agent-1")
+	now := tc.Clock.Now().UTC().Format(time.RFC3339)
 	good := `{"event":"db.session.query","uid":"ok","time":"` + now + `"}`
 	for _, tt := range []struct {
 		events []string
@@ -206,7 +163,7 @@ func TestForwardedAuditEventsAreChecked(t *testing.T) {
 		}
 	}
 	// Nothing of a refused batch is written, even its good events.
-	if evs := searchFields(t, tc.admin, authclient.AuditQuery{Types: []string{"db.session.query"}}); len(evs) != 0 {
+	if evs := searchFields(t, tc.Admin(), authclient.AuditQuery{Types: []string{"db.session.query"}}); len(evs) != 0 {
 		t.Errorf("stored from refused batches: %v", evs)
 	}
 
@@ -225,14 +182,14 @@ func TestForwardedAuditEventsAreChecked(t *testing.T) {
 }
 
 func TestAuditSearchQueryErrors(t *testing.T) {
-	tc, _ := newAuditCluster(t)
+	tc := authtest.Start(t, authtest.WithAuditLog())
 	ctx := context.Background()
 	for _, q := range []authclient.AuditQuery{
 		{Limit: authclient.MaxAuditSearchLimit + 1},
-		{Since: time.Hour, From: tc.clock.Now()},
-		{From: tc.clock.Now(), To: tc.clock.Now().Add(-time.Hour)},
+		{Since: time.Hour, From: tc.Clock.Now()},
+		{From: tc.Clock.Now(), To: tc.Clock.Now().Add(-time.Hour)},
 	} {
-		if _, err := tc.admin.SearchAuditEvents(ctx, q); !authclient.IsAuditBatchRefused(err) {
+		if _, err := tc.Admin().SearchAuditEvents(ctx, q); !authclient.IsAuditBatchRefused(err) {
 			t.Errorf("search %+v: %v, want a bad request", q, err)
 		}
 	}
@@ -241,25 +198,25 @@ func TestAuditSearchQueryErrors(t *testing.T) {
 // A FileLog as the Emitter serves searches without AuditSearcher; without
 // a searchable log, searching says so.
 func TestAuditSearchDefaults(t *testing.T) {
-	tc := newTestCluster(t, func(cfg *auth.Config) {
+	tc := authtest.Start(t, authtest.WithConfig(func(cfg *auth.Config) {
 		fl, err := audit.NewFileLog(audit.FileLogConfig{Dir: filepath.Join(t.TempDir(), "audit")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { fl.Close() })
 		cfg.Emitter = fl
-	})
+	}))
 	ctx := context.Background()
-	if _, err := tc.admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"}); err != nil {
+	if _, err := tc.Admin().CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"}); err != nil {
 		t.Fatal(err)
 	}
 	// The SyncBatch log's buffered event is visible to the search.
-	if evs := searchFields(t, tc.admin, authclient.AuditQuery{Types: []string{audit.TypeJoinTokenCreate}}); len(evs) != 1 {
+	if evs := searchFields(t, tc.Admin(), authclient.AuditQuery{Types: []string{audit.TypeJoinTokenCreate}}); len(evs) != 1 {
 		t.Errorf("join_token.create events: %v", evs)
 	}
 
-	plain := newTestCluster(t)
-	_, err := plain.admin.SearchAuditEvents(ctx, authclient.AuditQuery{})
+	plain := authtest.Start(t)
+	_, err := plain.Admin().SearchAuditEvents(ctx, authclient.AuditQuery{})
 	if !authclient.IsUnavailable(err) || !strings.Contains(err.Error(), "no searchable audit log") {
 		t.Errorf("search without an audit log: %v", err)
 	}
@@ -268,8 +225,8 @@ func TestAuditSearchDefaults(t *testing.T) {
 // A Forwarder wired to EmitAuditEvents, as an agent wires it, delivers in
 // order.
 func TestForwarderToAuthService(t *testing.T) {
-	tc, _ := newAuditCluster(t)
-	agent := joinAuditHost(t, tc, "db", ca.SystemRoleDatabase, "agent-1")
+	tc := authtest.Start(t, authtest.WithAuditLog())
+	agent, _, _ := tc.Join(t, "db", ca.SystemRoleDatabase, "agent-1")
 	fwd, err := audit.NewForwarder(audit.ForwarderConfig{
 		Send:          agent.EmitAuditEvents,
 		IsPermanent:   authclient.IsAuditBatchRefused,
@@ -295,7 +252,7 @@ func TestForwarderToAuthService(t *testing.T) {
 	if st := fwd.Stats(); st.Delivered != 20 || st.SpoolBytes != 0 {
 		t.Fatalf("forwarder stats %+v", st)
 	}
-	evs := searchFields(t, tc.admin, authclient.AuditQuery{Types: []string{"db.session.query"}})
+	evs := searchFields(t, tc.Admin(), authclient.AuditQuery{Types: []string{"db.session.query"}})
 	if len(evs) != 20 {
 		t.Fatalf("%d events stored, want 20", len(evs))
 	}

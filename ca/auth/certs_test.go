@@ -14,36 +14,13 @@ import (
 	"github.com/portcullis-db/portcullis/ca/auth"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/ca/storage/boltstore"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
-// join makes a join token of a type and joins with it, returning a client
-// that presents the new host certificate.
-func (tc *testCluster) join(t *testing.T, tokenType, role, hostID string) (*authclient.Client, *authclient.JoinResponse) {
-	t.Helper()
-	ctx := context.Background()
-	tok, err := tc.admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: tokenType})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, key := publicKeyPEM(t)
-	sshKey, err := ssh.NewPublicKey(key.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := tc.anon(t).Join(ctx, authclient.JoinRequest{
-		Token: tok.Secret, Role: role, HostID: hostID, PublicKey: pub,
-		SSHPublicKey: string(ssh.MarshalAuthorizedKey(sshKey)), DNSNames: []string{"agent.example"}, IPAddresses: []string{"10.1.2.3"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tc.userClient(t, resp.Cert, key), resp
-}
-
 func TestJoinHeartbeatAndInventoryExpiry(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	agent, resp := tc.join(t, "db", ca.SystemRoleDatabase, "agent-1")
+	agent, resp, _ := tc.Join(t, "db", ca.SystemRoleDatabase, "agent-1")
 
 	cert, err := ca.ParseCertPEM([]byte(resp.Cert))
 	if err != nil {
@@ -66,7 +43,7 @@ func TestJoinHeartbeatAndInventoryExpiry(t *testing.T) {
 	if sc.CertType != ssh.UserCert || sc.ValidPrincipals[0] != "agent-1" || string(sc.SignatureKey.Marshal()) != string(caKey.Marshal()) {
 		t.Errorf("SSH certificate: type %d principals %v", sc.CertType, sc.ValidPrincipals)
 	}
-	if len(tc.audit.ofType(audit.TypeAgentJoin)) != 1 {
+	if len(tc.Audit.OfType(audit.TypeAgentJoin)) != 1 {
 		t.Error("no agent.join event")
 	}
 
@@ -77,7 +54,7 @@ func TestJoinHeartbeatAndInventoryExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dbs, err := tc.admin.ListDatabases(ctx)
+	dbs, err := tc.Admin().ListDatabases(ctx)
 	if err != nil || len(dbs) != 2 {
 		t.Fatalf("inventory = %v, %v", dbs, err)
 	}
@@ -85,15 +62,15 @@ func TestJoinHeartbeatAndInventoryExpiry(t *testing.T) {
 		t.Errorf("inventory = %+v", dbs)
 	}
 	// Users see what their roles allow, without internal addresses.
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	alice, _, _ := tc.login(t, "alice", "correct horse", "")
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	alice, _, _ := tc.Login(t, "alice", "correct horse")
 	dbs, err = alice.ListDatabases(ctx)
 	if err != nil || len(dbs) != 2 || dbs[0].URI != "" {
 		t.Fatalf("alice's inventory = %+v, %v", dbs, err)
 	}
 	// An agent that stops heartbeating leaves the inventory.
-	tc.clock.Advance(61 * time.Second)
-	if dbs, err = tc.admin.ListDatabases(ctx); err != nil || len(dbs) != 0 {
+	tc.Clock.Advance(61 * time.Second)
+	if dbs, err = tc.Admin().ListDatabases(ctx); err != nil || len(dbs) != 0 {
 		t.Fatalf("inventory after the TTL = %v, %v", dbs, err)
 	}
 	// Users may not heartbeat.
@@ -103,48 +80,48 @@ func TestJoinHeartbeatAndInventoryExpiry(t *testing.T) {
 }
 
 func TestJoinRefusals(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	pub, _ := publicKeyPEM(t)
-	if _, err := tc.anon(t).Join(ctx, authclient.JoinRequest{Token: "not-a-token", Role: ca.SystemRoleDatabase, PublicKey: pub}); !authclient.IsUnauthenticated(err) {
+	pub, _ := authtest.KeyPair(t)
+	if _, err := tc.Anon(t).Join(ctx, authclient.JoinRequest{Token: "not-a-token", Role: ca.SystemRoleDatabase, PublicKey: pub}); !authclient.IsUnauthenticated(err) {
 		t.Fatalf("bad token: %v", err)
 	}
-	tok, err := tc.admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db", OneTime: true, TTL: time.Minute})
+	tok, err := tc.Admin().CreateToken(ctx, authclient.CreateTokenRequest{Type: "db", OneTime: true, TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tc.anon(t).Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleProxy, PublicKey: pub}); !authclient.IsAccessDenied(err) {
+	if _, err := tc.Anon(t).Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleProxy, PublicKey: pub}); !authclient.IsAccessDenied(err) {
 		t.Fatalf("db token used for a proxy: %v", err)
 	}
-	if _, err := tc.anon(t).Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleDatabase, PublicKey: pub}); err != nil {
+	if _, err := tc.Anon(t).Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleDatabase, PublicKey: pub}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tc.anon(t).Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleDatabase, PublicKey: pub}); !authclient.IsUnauthenticated(err) {
+	if _, err := tc.Anon(t).Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleDatabase, PublicKey: pub}); !authclient.IsUnauthenticated(err) {
 		t.Fatalf("one-time token used twice: %v", err)
 	}
-	tok, _ = tc.admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db", TTL: time.Minute})
-	tc.clock.Advance(2 * time.Minute)
-	if _, err := tc.anon(t).Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleDatabase, PublicKey: pub}); !authclient.IsUnauthenticated(err) {
+	tok, _ = tc.Admin().CreateToken(ctx, authclient.CreateTokenRequest{Type: "db", TTL: time.Minute})
+	tc.Clock.Advance(2 * time.Minute)
+	if _, err := tc.Anon(t).Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleDatabase, PublicKey: pub}); !authclient.IsUnauthenticated(err) {
 		t.Fatalf("expired token: %v", err)
 	}
-	toks, err := tc.admin.ListTokens(ctx)
+	toks, err := tc.Admin().ListTokens(ctx)
 	if err != nil || len(toks) != 0 {
 		t.Fatalf("tokens = %v, %v", toks, err)
 	}
 }
 
 func TestRouteAndSessionCertificates(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	agent, _ := tc.join(t, "db", ca.SystemRoleDatabase, "agent-1")
+	agent, _, _ := tc.Join(t, "db", ca.SystemRoleDatabase, "agent-1")
 	if err := agent.Heartbeat(ctx, authclient.HeartbeatRequest{Databases: []authclient.Database{{Name: "pg1", Protocol: "postgres"}}}); err != nil {
 		t.Fatal(err)
 	}
-	proxy, _ := tc.join(t, "proxy", ca.SystemRoleProxy, "proxy-1")
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, map[string][]string{"db_users": {"alice"}, "db_names": {"app"}})
-	alice, login, _ := tc.login(t, "alice", "correct horse", "")
+	proxy, _, _ := tc.Join(t, "proxy", ca.SystemRoleProxy, "proxy-1")
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, map[string][]string{"db_users": {"alice"}, "db_names": {"app"}})
+	alice, login, _ := tc.Login(t, "alice", "correct horse")
 
-	pub, _ := publicKeyPEM(t)
+	pub, _ := authtest.KeyPair(t)
 	if _, err := alice.SignRoute(ctx, authclient.RouteRequest{PublicKey: pub, ServiceName: "pg1", DBUser: "root", DBName: "app"}); !authclient.IsAccessDenied(err) {
 		t.Fatalf("route as a db user the role does not allow: %v", err)
 	}
@@ -171,7 +148,7 @@ func TestRouteAndSessionCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	cert, _ := ca.ParseCertPEM([]byte(sess.Cert))
-	v := &ca.Verifier{Roots: []*x509.Certificate{tc.srv.Authority(ca.HostCA).Cert}, Kinds: []ca.CertKind{ca.KindSession}, Clock: tc.clock.Now}
+	v := &ca.Verifier{Roots: []*x509.Certificate{tc.Server.Authority(ca.HostCA).Cert}, Kinds: []ca.CertKind{ca.KindSession}, Clock: tc.Clock.Now}
 	id, err := v.Verify([]*x509.Certificate{cert})
 	if err != nil {
 		t.Fatal(err)
@@ -179,25 +156,25 @@ func TestRouteAndSessionCertificates(t *testing.T) {
 	if id.Username != "alice" || id.Route == nil || id.Route.ServiceName != "pg1" || id.Route.DBUser != "alice" || id.Route.DBName != "app" {
 		t.Errorf("session identity = %+v %+v", id, id.Route)
 	}
-	if ttl := cert.NotAfter.Sub(tc.clock.Now()); ttl > 10*time.Minute {
+	if ttl := cert.NotAfter.Sub(tc.Clock.Now()); ttl > 10*time.Minute {
 		t.Errorf("session certificate lives %v", ttl)
 	}
 	// A route certificate cannot be used to call the API.
-	routeKeyPub, routeKey := publicKeyPEM(t)
+	routeKeyPub, routeKey := authtest.KeyPair(t)
 	route2, err := alice.SignRoute(ctx, authclient.RouteRequest{PublicKey: routeKeyPub, ServiceName: "pg1", DBUser: "alice", DBName: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tc.userClient(t, route2.Cert, routeKey).ListDatabases(ctx); !authclient.IsAccessDenied(err) {
+	if _, err := tc.CertClient(t, route2.Cert, routeKey).ListDatabases(ctx); !authclient.IsAccessDenied(err) {
 		t.Fatalf("route certificate called the API: %v", err)
 	}
 }
 
 func TestDatabaseCertificates(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	pub, _ := publicKeyPEM(t)
-	srv, err := tc.admin.SignDatabaseCert(ctx, authclient.DatabaseCertRequest{PublicKey: pub, Hosts: []string{"db.example", "127.0.0.1"}})
+	pub, _ := authtest.KeyPair(t)
+	srv, err := tc.Admin().SignDatabaseCert(ctx, authclient.DatabaseCertRequest{PublicKey: pub, Hosts: []string{"db.example", "127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +182,7 @@ func TestDatabaseCertificates(t *testing.T) {
 	if cert.Subject.CommonName != "db.example" || len(cert.IPAddresses) != 1 || len(srv.DBCAs) != 1 {
 		t.Errorf("server cert CN=%q IPs=%v CAs=%d", cert.Subject.CommonName, cert.IPAddresses, len(srv.DBCAs))
 	}
-	agent, _ := tc.join(t, "db", ca.SystemRoleDatabase, "agent-1")
+	agent, _, _ := tc.Join(t, "db", ca.SystemRoleDatabase, "agent-1")
 	cl, err := agent.SignDatabaseCert(ctx, authclient.DatabaseCertRequest{PublicKey: pub, DBUser: "alice"})
 	if err != nil {
 		t.Fatal(err)
@@ -218,25 +195,25 @@ func TestDatabaseCertificates(t *testing.T) {
 	if _, err := agent.SignDatabaseCert(ctx, authclient.DatabaseCertRequest{PublicKey: pub, Hosts: []string{"x"}}); !authclient.IsAccessDenied(err) {
 		t.Fatalf("agent server cert: %v", err)
 	}
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	alice, _, _ := tc.login(t, "alice", "correct horse", "")
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	alice, _, _ := tc.Login(t, "alice", "correct horse")
 	if _, err := alice.SignDatabaseCert(ctx, authclient.DatabaseCertRequest{PublicKey: pub, DBUser: "postgres"}); !authclient.IsAccessDenied(err) {
 		t.Fatalf("user client cert: %v", err)
 	}
 }
 
 func TestRolesGovernAdministration(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	tc.addUser(t, "erin", "correct horse", []string{"editor"}, nil)
-	alice, _, _ := tc.login(t, "alice", "correct horse", "")
-	erin, _, _ := tc.login(t, "erin", "correct horse", "")
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	tc.AddUser(t, "erin", "correct horse", []string{"editor"}, nil)
+	alice, _, _ := tc.Login(t, "alice", "correct horse")
+	erin, _, _ := tc.Login(t, "erin", "correct horse")
 
 	if _, err := alice.ListUsers(ctx); !authclient.IsAccessDenied(err) {
 		t.Fatalf("access role listed users: %v", err)
 	}
-	if len(tc.audit.ofType(audit.TypeAccessDenied)) != 1 {
+	if len(tc.Audit.OfType(audit.TypeAccessDenied)) != 1 {
 		t.Error("no access.denied event")
 	}
 	users, err := erin.ListUsers(ctx)

@@ -10,45 +10,46 @@ import (
 
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
 func TestJoinTrustWithoutPin(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	tok, err := tc.admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
+	tok, err := tc.Admin().CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cas, err := authclient.TrustForJoin(ctx, tc.addr, tok.Secret)
+	cas, err := authclient.TrustForJoin(ctx, tc.Addr, tok.Secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cas) != 1 || !cas[0].Equal(tc.srv.Authority(ca.HostCA).Cert) {
+	if len(cas) != 1 || !cas[0].Equal(tc.Server.Authority(ca.HostCA).Cert) {
 		t.Fatalf("trusted %d CAs, not the cluster's host CA", len(cas))
 	}
 	// With the CA learnt, the join runs over a verified connection.
-	pub, _ := publicKeyPEM(t)
-	c := tc.client(t, authclient.TLSConfig(nil, cas))
+	pub, _ := authtest.KeyPair(t)
+	c := tc.Client(t, authclient.TLSConfig(nil, cas))
 	if _, err := c.Join(ctx, authclient.JoinRequest{Token: tok.Secret, Role: ca.SystemRoleDatabase, PublicKey: pub}); err != nil {
 		t.Fatal(err)
 	}
 
 	// A wrong token gets no proof.
-	if _, err := authclient.TrustForJoin(ctx, tc.addr, "0123456789abcdef0123456789abcdef"); !authclient.IsUnauthenticated(err) {
+	if _, err := authclient.TrustForJoin(ctx, tc.Addr, "0123456789abcdef0123456789abcdef"); !authclient.IsUnauthenticated(err) {
 		t.Fatalf("wrong token: %v", err)
 	}
 }
 
 func TestJoinTrustProofIsBoundToTheConnection(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	tok, err := tc.admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
+	tok, err := tc.Admin().CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A proof obtained on one connection does not verify with another
 	// connection's keying material, as a machine in the middle would have.
-	resp, err := tc.anon(t).JoinTrust(ctx, authclient.JoinTrustRequest{TokenID: authclient.TokenID(tok.Secret)})
+	resp, err := tc.Anon(t).JoinTrust(ctx, authclient.JoinTrustRequest{TokenID: authclient.TokenID(tok.Secret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +59,13 @@ func TestJoinTrustProofIsBoundToTheConnection(t *testing.T) {
 	}
 	// Forwarded keying material is believed only from proxies.
 	body := `{"token_id":"` + authclient.TokenID(tok.Secret) + `"}`
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: authclient.TLSConfig(nil, []*x509.Certificate{tc.srv.Authority(ca.HostCA).Cert})}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: authclient.TLSConfig(nil, []*x509.Certificate{tc.Server.Authority(ca.HostCA).Cert})}}
 	defer hc.CloseIdleConnections()
 	for _, hdr := range []map[string]string{
 		{authclient.HeaderForwardedEKM: base64.StdEncoding.EncodeToString(otherEKM)},
 		{authclient.HeaderForwardedEKM: base64.StdEncoding.EncodeToString(otherEKM), authclient.HeaderForwardedFor: "10.0.0.1:5000"},
 	} {
-		req, _ := http.NewRequest(http.MethodPost, "https://"+tc.addr+"/v1/join/trust", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, "https://"+tc.Addr+"/v1/join/trust", strings.NewReader(body))
 		for k, v := range hdr {
 			req.Header.Set(k, v)
 		}

@@ -14,12 +14,13 @@ import (
 	"github.com/portcullis-db/portcullis/ca/auth"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/ca/policy"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
 func TestLoginIssuesUserCertificate(t *testing.T) {
-	tc := newTestCluster(t)
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, map[string][]string{"db_users": {"alice"}, "db_names": {"app"}})
-	_, resp, key := tc.login(t, "alice", "correct horse", "")
+	tc := authtest.Start(t)
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, map[string][]string{"db_users": {"alice"}, "db_names": {"app"}})
+	_, resp, key := tc.Login(t, "alice", "correct horse")
 
 	cert, err := ca.ParseCertPEM([]byte(resp.Cert))
 	if err != nil {
@@ -31,7 +32,7 @@ func TestLoginIssuesUserCertificate(t *testing.T) {
 	if !key.PublicKey.Equal(cert.PublicKey) {
 		t.Error("the certificate is not for the caller's public key")
 	}
-	v := &ca.Verifier{Roots: []*x509.Certificate{tc.srv.Authority(ca.UserCA).Cert}, Kinds: []ca.CertKind{ca.KindUser}, Clock: tc.clock.Now}
+	v := &ca.Verifier{Roots: []*x509.Certificate{tc.Server.Authority(ca.UserCA).Cert}, Kinds: []ca.CertKind{ca.KindUser}, Clock: tc.Clock.Now}
 	id, err := v.Verify([]*x509.Certificate{cert})
 	if err != nil {
 		t.Fatal(err)
@@ -39,42 +40,42 @@ func TestLoginIssuesUserCertificate(t *testing.T) {
 	if id.Username != "alice" || len(id.Roles) != 1 || id.Roles[0] != "access" || id.Traits["db_users"][0] != "alice" || id.LoginIP != "127.0.0.1" {
 		t.Errorf("identity = %+v", id)
 	}
-	if ttl := cert.NotAfter.Sub(tc.clock.Now()); ttl < 11*time.Hour+50*time.Minute || ttl > 12*time.Hour {
+	if ttl := cert.NotAfter.Sub(tc.Clock.Now()); ttl < 11*time.Hour+50*time.Minute || ttl > 12*time.Hour {
 		t.Errorf("certificate lives %v, want about 12h", ttl)
 	}
-	if len(tc.audit.ofType(audit.TypeCertCreate)) == 0 {
+	if len(tc.Audit.OfType(audit.TypeCertCreate)) == 0 {
 		t.Error("no cert.create event")
 	}
 }
 
 func TestLoginTTLCappedByRole(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	role, err := policy.ParseRole([]byte("kind: role\nversion: v1\nmetadata: {name: short}\nspec:\n  options: {max_session_ttl: 1h}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tc.admin.CreateRole(context.Background(), role); err != nil {
+	if err := tc.Admin().CreateRole(context.Background(), role); err != nil {
 		t.Fatal(err)
 	}
-	tc.addUser(t, "alice", "correct horse", []string{"access", "short"}, nil)
-	pub, _ := publicKeyPEM(t)
-	resp, err := tc.anon(t).Login(context.Background(), authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub, TTL: 24 * time.Hour})
+	tc.AddUser(t, "alice", "correct horse", []string{"access", "short"}, nil)
+	pub, _ := authtest.KeyPair(t)
+	resp, err := tc.Anon(t).Login(context.Background(), authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub, TTL: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ttl := resp.Expires.Sub(tc.clock.Now()); ttl > time.Hour {
+	if ttl := resp.Expires.Sub(tc.Clock.Now()); ttl > time.Hour {
 		t.Errorf("certificate lives %v; the role caps it at 1h", ttl)
 	}
 }
 
 func TestFailedLoginsAllLookTheSame(t *testing.T) {
-	tc := newTestCluster(t)
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	if _, err := tc.admin.CreateUser(context.Background(), authclient.CreateUserRequest{User: authclient.User{Name: "pending", Roles: []string{"access"}}}); err != nil {
+	tc := authtest.Start(t)
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	if _, err := tc.Admin().CreateUser(context.Background(), authclient.CreateUserRequest{User: authclient.User{Name: "pending", Roles: []string{"access"}}}); err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := publicKeyPEM(t)
-	anon := tc.anon(t)
+	pub, _ := authtest.KeyPair(t)
+	anon := tc.Anon(t)
 	var msgs []string
 	for _, tt := range []struct{ user, pw string }{
 		{"alice", "wrong password"},
@@ -95,7 +96,7 @@ func TestFailedLoginsAllLookTheSame(t *testing.T) {
 		}
 	}
 	fails := 0
-	for _, e := range tc.audit.ofType(audit.TypeUserLogin) {
+	for _, e := range tc.Audit.OfType(audit.TypeUserLogin) {
 		if !e.(*audit.UserLogin).Success {
 			fails++
 		}
@@ -106,10 +107,10 @@ func TestFailedLoginsAllLookTheSame(t *testing.T) {
 }
 
 func TestLoginRateLimitedPerUser(t *testing.T) {
-	tc := newTestCluster(t, func(c *auth.Config) { c.MaxLoginAttempts = 3; c.LoginAttemptWindow = 10 * time.Minute })
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	pub, _ := publicKeyPEM(t)
-	anon := tc.anon(t)
+	tc := authtest.Start(t, authtest.WithConfig(func(c *auth.Config) { c.MaxLoginAttempts = 3; c.LoginAttemptWindow = 10 * time.Minute }))
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	pub, _ := authtest.KeyPair(t)
+	anon := tc.Anon(t)
 	login := func(pw string) error {
 		_, err := anon.Login(context.Background(), authclient.LoginRequest{Username: "alice", Password: pw, PublicKey: pub})
 		return err
@@ -123,17 +124,17 @@ func TestLoginRateLimitedPerUser(t *testing.T) {
 	if err := login("correct horse"); !authclient.IsRateLimited(err) {
 		t.Fatalf("after 3 failures: %v, want rate limited", err)
 	}
-	tc.clock.Advance(10*time.Minute + time.Second)
+	tc.Clock.Advance(10*time.Minute + time.Second)
 	if err := login("correct horse"); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
 }
 
 func TestLoginRateLimitedPerSource(t *testing.T) {
-	tc := newTestCluster(t, func(c *auth.Config) { c.MaxSourceLoginAttempts = 4 })
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	pub, _ := publicKeyPEM(t)
-	anon := tc.anon(t)
+	tc := authtest.Start(t, authtest.WithConfig(func(c *auth.Config) { c.MaxSourceLoginAttempts = 4 }))
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	pub, _ := authtest.KeyPair(t)
+	anon := tc.Anon(t)
 	for _, u := range []string{"u1", "u2", "u3", "u4"} {
 		_, err := anon.Login(context.Background(), authclient.LoginRequest{Username: u, Password: "guess guess", PublicKey: pub})
 		if !authclient.IsUnauthenticated(err) {
@@ -147,17 +148,17 @@ func TestLoginRateLimitedPerSource(t *testing.T) {
 }
 
 func TestLockedUserRefusedCertificates(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	alice, _, _ := tc.login(t, "alice", "correct horse", "")
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	alice, _, _ := tc.Login(t, "alice", "correct horse")
 
-	lock, err := tc.admin.CreateLock(ctx, authclient.CreateLockRequest{Target: policy.LockTarget{User: "alice"}, Message: "laptop stolen"})
+	lock, err := tc.Admin().CreateLock(ctx, authclient.CreateLockRequest{Target: policy.LockTarget{User: "alice"}, Message: "laptop stolen"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := publicKeyPEM(t)
-	_, err = tc.anon(t).Login(ctx, authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub})
+	pub, _ := authtest.KeyPair(t)
+	_, err = tc.Anon(t).Login(ctx, authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub})
 	if !authclient.IsLocked(err) {
 		t.Fatalf("login while locked: %v, want locked", err)
 	}
@@ -165,38 +166,38 @@ func TestLockedUserRefusedCertificates(t *testing.T) {
 	if !authclient.IsLocked(err) {
 		t.Fatalf("route certificate while locked: %v, want locked", err)
 	}
-	if locks, err := tc.admin.ListLocks(ctx); err != nil || len(locks) != 1 {
+	if locks, err := tc.Admin().ListLocks(ctx); err != nil || len(locks) != 1 {
 		t.Fatalf("locks = %v, %v", locks, err)
 	}
-	if err := tc.admin.DeleteLock(ctx, lock.Name); err != nil {
+	if err := tc.Admin().DeleteLock(ctx, lock.Name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tc.anon(t).Login(ctx, authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub}); err != nil {
+	if _, err := tc.Anon(t).Login(ctx, authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub}); err != nil {
 		t.Fatalf("login after unlock: %v", err)
 	}
 }
 
 func TestLockExpires(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	tc.addUser(t, "alice", "correct horse", []string{"access"}, nil)
-	if _, err := tc.admin.CreateLock(ctx, authclient.CreateLockRequest{Target: policy.LockTarget{Role: "access"}, TTL: time.Minute}); err != nil {
+	tc.AddUser(t, "alice", "correct horse", []string{"access"}, nil)
+	if _, err := tc.Admin().CreateLock(ctx, authclient.CreateLockRequest{Target: policy.LockTarget{Role: "access"}, TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	pub, _ := publicKeyPEM(t)
-	if _, err := tc.anon(t).Login(ctx, authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub}); !authclient.IsLocked(err) {
+	pub, _ := authtest.KeyPair(t)
+	if _, err := tc.Anon(t).Login(ctx, authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub}); !authclient.IsLocked(err) {
 		t.Fatalf("role lock: %v", err)
 	}
-	tc.clock.Advance(2 * time.Minute)
-	if _, err := tc.anon(t).Login(ctx, authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub}); err != nil {
+	tc.Clock.Advance(2 * time.Minute)
+	if _, err := tc.Anon(t).Login(ctx, authclient.LoginRequest{Username: "alice", Password: "correct horse", PublicKey: pub}); err != nil {
 		t.Fatalf("after the lock expired: %v", err)
 	}
 }
 
 func TestSignupWithTOTP(t *testing.T) {
-	tc := newTestCluster(t)
+	tc := authtest.Start(t)
 	ctx := context.Background()
-	resp, err := tc.admin.CreateUser(ctx, authclient.CreateUserRequest{User: authclient.User{Name: "bob", Roles: []string{"access"}}})
+	resp, err := tc.Admin().CreateUser(ctx, authclient.CreateUserRequest{User: authclient.User{Name: "bob", Roles: []string{"access"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +208,8 @@ func TestSignupWithTOTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, _ := totp.GenerateCode(key.Secret(), tc.clock.Now())
-	anon := tc.anon(t)
+	code, _ := totp.GenerateCode(key.Secret(), tc.Clock.Now())
+	anon := tc.Anon(t)
 	if _, err := anon.Signup(ctx, authclient.SignupRequest{Token: resp.SignupToken, Password: "short"}); err == nil {
 		t.Fatal("a short password was accepted")
 	}
@@ -218,12 +219,12 @@ func TestSignupWithTOTP(t *testing.T) {
 	if _, err := anon.Signup(ctx, authclient.SignupRequest{Token: resp.SignupToken, Password: "another password"}); !authclient.IsUnauthenticated(err) {
 		t.Fatalf("the sign-up token worked twice: %v", err)
 	}
-	pub, _ := publicKeyPEM(t)
+	pub, _ := authtest.KeyPair(t)
 	if _, err := anon.Login(ctx, authclient.LoginRequest{Username: "bob", Password: "bob's password", PublicKey: pub}); !authclient.IsUnauthenticated(err) {
 		t.Fatalf("login without the one-time code: %v", err)
 	}
-	tc.clock.Advance(31 * time.Second)
-	code, _ = totp.GenerateCode(key.Secret(), tc.clock.Now())
+	tc.Clock.Advance(31 * time.Second)
+	code, _ = totp.GenerateCode(key.Secret(), tc.Clock.Now())
 	if _, err := anon.Login(ctx, authclient.LoginRequest{Username: "bob", Password: "bob's password", OTP: code, PublicKey: pub}); err != nil {
 		t.Fatalf("login with the one-time code: %v", err)
 	}

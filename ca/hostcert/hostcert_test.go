@@ -4,42 +4,19 @@ import (
 	"context"
 	"crypto"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/portcullis-db/portcullis/ca"
-	"github.com/portcullis-db/portcullis/ca/auth"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/ca/hostcert"
-	"github.com/portcullis-db/portcullis/ca/storage/boltstore"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
-func startAuth(t *testing.T) (*auth.Server, string) {
-	t.Helper()
-	dir := t.TempDir()
-	st, err := boltstore.Open(filepath.Join(dir, "state.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	srv, err := auth.New(context.Background(), auth.Config{Storage: st, ClusterName: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return srv, l.Addr().String()
-}
-
 func TestObtainSaveLoad(t *testing.T) {
-	srv, _ := startAuth(t)
-	creds, err := hostcert.Obtain(context.Background(), srv.IssueHostCredentials, hostcert.Request{Role: ca.SystemRoleDatabase, HostID: "agent-1"})
+	cluster := authtest.Start(t)
+	creds, err := hostcert.Obtain(context.Background(), cluster.Server.IssueHostCredentials, hostcert.Request{Role: ca.SystemRoleDatabase, HostID: "agent-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,30 +51,17 @@ func TestObtainSaveLoad(t *testing.T) {
 }
 
 func TestJoinWithTokenAndPin(t *testing.T) {
-	srv, addr := startAuth(t)
+	cluster := authtest.Start(t)
 	ctx := context.Background()
-	idPath := filepath.Join(t.TempDir(), "admin.pem")
-	if err := srv.WriteAdminIdentity(idPath, auth.AdminIdentityTTL); err != nil {
-		t.Fatal(err)
-	}
-	f, err := authclient.ReadIdentityFile(idPath)
+	tok, err := cluster.Admin().CreateToken(ctx, authclient.CreateTokenRequest{Type: "proxy"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := authclient.New(addr, authclient.WithTLSConfig(f.TLSConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	tok, err := admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "proxy"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pin := srv.Authority(ca.HostCA).Fingerprint()
-	if _, err := hostcert.Join(ctx, addr, tok.Secret, "sha256:0000", hostcert.Request{Role: ca.SystemRoleProxy}); err == nil {
+	pin := cluster.HostPin()
+	if _, err := hostcert.Join(ctx, cluster.Addr, tok.Secret, "sha256:0000", hostcert.Request{Role: ca.SystemRoleProxy}); err == nil {
 		t.Fatal("joined a cluster whose CA does not match the pin")
 	}
-	creds, err := hostcert.Join(ctx, addr, tok.Secret, pin, hostcert.Request{Role: ca.SystemRoleProxy, DNSNames: []string{"proxy.example"}})
+	creds, err := hostcert.Join(ctx, cluster.Addr, tok.Secret, pin, hostcert.Request{Role: ca.SystemRoleProxy, DNSNames: []string{"proxy.example"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +69,7 @@ func TestJoinWithTokenAndPin(t *testing.T) {
 		t.Fatalf("credentials %+v", creds)
 	}
 	// The credentials call the API.
-	c, err := authclient.New(addr, authclient.WithTLSConfig(creds.AuthTLSConfig()))
+	c, err := authclient.New(cluster.Addr, authclient.WithTLSConfig(creds.AuthTLSConfig()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,15 +77,15 @@ func TestJoinWithTokenAndPin(t *testing.T) {
 	if err := c.ProxyHeartbeat(ctx, authclient.ProxyHeartbeatRequest{Addr: "proxy.example:3080"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := hostcert.Join(ctx, addr, "wrong", "", hostcert.Request{Role: ca.SystemRoleProxy}); err == nil {
+	if _, err := hostcert.Join(ctx, cluster.Addr, "wrong", "", hostcert.Request{Role: ca.SystemRoleProxy}); err == nil {
 		t.Fatal("joined with a wrong token")
 	}
 }
 
 func TestManagerRenews(t *testing.T) {
-	srv, addr := startAuth(t)
+	cluster := authtest.Start(t)
 	ctx := context.Background()
-	creds, err := hostcert.Obtain(ctx, srv.IssueHostCredentials, hostcert.Request{Role: ca.SystemRoleDatabase, HostID: "agent-1"})
+	creds, err := hostcert.Obtain(ctx, cluster.Server.IssueHostCredentials, hostcert.Request{Role: ca.SystemRoleDatabase, HostID: "agent-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +93,7 @@ func TestManagerRenews(t *testing.T) {
 	m := hostcert.NewManager(creds)
 	m.Dir = dir
 	m.Renew = func(ctx context.Context, cur *hostcert.Credentials, req authclient.RenewRequest) (*authclient.JoinResponse, error) {
-		c, err := authclient.New(addr, authclient.WithTLSConfig(cur.AuthTLSConfig()))
+		c, err := authclient.New(cluster.Addr, authclient.WithTLSConfig(cur.AuthTLSConfig()))
 		if err != nil {
 			return nil, err
 		}

@@ -1,14 +1,13 @@
 package main
 
 import (
+	"crypto"
 	"crypto/x509"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
@@ -33,28 +32,15 @@ func TestDBConnectRealPsql(t *testing.T) {
 	// A profile path that needs quoting in conninfo and in the shell.
 	c.home = filepath.Join(t.TempDir(), "pcl home's")
 
-	hostCA, userCA := c.srv.Authority(ca.HostCA), c.srv.Authority(ca.UserCA)
-	key, err := ca.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := hostCA.Sign(ca.SignRequest{
-		PublicKey: key.Public(),
-		Identity: ca.Identity{Kind: ca.KindHost, ClusterName: "test", Username: "proxy-1",
-			Roles: []string{ca.SystemRoleProxy}},
-		TTL:         time.Hour,
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The proxy's host certificate, as the proxy's listener would present.
+	proxyCert := c.ProxyCertificate(t)
 	prefix := filepath.Join(t.TempDir(), "server")
-	if err := ca.WriteDatabaseServerFiles(prefix, cert.Raw, key, []*x509.Certificate{userCA.Cert}); err != nil {
+	userCAs := []*x509.Certificate{c.Server.Authority(ca.UserCA).Cert}
+	if err := ca.WriteDatabaseServerFiles(prefix, proxyCert.Leaf.Raw, proxyCert.PrivateKey.(crypto.Signer), userCAs); err != nil {
 		t.Fatal(err)
 	}
 	pg := dbtest.StartPostgres(t, dbtest.Options{CertPrefix: prefix, Users: []string{"alice"}, Databases: []string{"app"}})
-	proxyAddr := newFakeProxy(t, c, &authclient.ProxySettings{PostgresAddr: pg.Addr()})
+	proxyAddr := c.StartFakeProxy(t, &authclient.ProxySettings{PostgresAddr: pg.Addr()})
 	c.loginAs(t, proxyAddr, "alice")
 
 	realExec := func(a *app) { a.runClient, a.lookPath = runClient, exec.LookPath }

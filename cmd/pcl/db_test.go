@@ -16,35 +16,24 @@ import (
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/client"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
-// devOnly allows only databases labelled env=dev, as the user's traits.
-const devOnly = `kind: role
-version: v1
-metadata:
-  name: dev-only
-spec:
-  allow:
-    db_labels: {env: dev}
-    db_users: ["{{internal.db_users}}"]
-    db_names: ["{{internal.db_names}}"]
-`
-
-// newDBCluster is a cluster with the dev-only role, alice (db user alice,
+// newDBCluster is a cluster with the dev-only role (authtest.DevOnlyRole), alice (db user alice,
 // db name app), bob (db users a and b, db name app) and three databases
 // from two agents, pg-prod outside alice's role.
 func newDBCluster(t *testing.T) *testCluster {
 	t.Helper()
 	c := newTestCluster(t, "")
-	c.addRole(t, devOnly)
-	c.addUserWith(t, "alice", []string{"dev-only"}, map[string][]string{"db_users": {"alice"}, "db_names": {"app"}})
-	c.addUserWith(t, "bob", []string{"dev-only"}, map[string][]string{"db_users": {"a", "b"}, "db_names": {"app"}})
-	c.advertise(t, "agent-1",
+	c.AddRole(t, authtest.DevOnlyRole)
+	c.AddUser(t, "alice", password, []string{"dev-only"}, map[string][]string{"db_users": {"alice"}, "db_names": {"app"}})
+	c.AddUser(t, "bob", password, []string{"dev-only"}, map[string][]string{"db_users": {"a", "b"}, "db_names": {"app"}})
+	c.Advertise(t, "agent-1",
 		authclient.Database{Name: "pg-dev", Protocol: "postgres", Labels: map[string]string{"env": "dev", "team": "a"},
 			Description: "the dev database"},
 		authclient.Database{Name: "pg-prod", Protocol: "postgres", Labels: map[string]string{"env": "prod"}},
 	)
-	c.advertise(t, "agent-2",
+	c.Advertise(t, "agent-2",
 		authclient.Database{Name: "pg-dev", Protocol: "postgres", Labels: map[string]string{"env": "dev", "team": "a"},
 			Description: "the dev database"},
 		authclient.Database{Name: "my-dev", Protocol: "mysql", Labels: map[string]string{"env": "dev"}},
@@ -54,7 +43,7 @@ func newDBCluster(t *testing.T) *testCluster {
 
 func (c *testCluster) loginAs(t *testing.T, addr, user string) *client.Profile {
 	t.Helper()
-	c.mustPcl(t, password+"\n", "login", "--proxy", addr, "--user", user, "--password-stdin", "--ca-pin", c.pin)
+	c.mustPcl(t, password+"\n", "login", "--proxy", addr, "--user", user, "--password-stdin", "--ca-pin", c.HostPin())
 	p, err := client.LoadProfile(c.home)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +71,7 @@ func routeOf(t *testing.T, p *client.Profile, db string) (*ca.Identity, []byte) 
 
 func TestDBList(t *testing.T) {
 	c := newDBCluster(t)
-	c.loginAs(t, c.addr, "alice")
+	c.loginAs(t, c.Addr, "alice")
 	want := "NAME    PROTOCOL  LABELS          DESCRIPTION\n" +
 		"my-dev  mysql     env=dev\n" +
 		"pg-dev  postgres  env=dev,team=a  the dev database\n"
@@ -130,7 +119,7 @@ func TestDBList(t *testing.T) {
 
 func TestDBLoginConfigEnvLogout(t *testing.T) {
 	c := newDBCluster(t)
-	p := c.loginAs(t, c.addr, "alice")
+	p := c.loginAs(t, c.Addr, "alice")
 
 	if _, errOut, code := c.pclText(t, "", "db", "config", "pg-dev"); code != 1 ||
 		errOut != "error: not logged in to database \"pg-dev\"; run pcl db login pg-dev first\n" {
@@ -155,18 +144,18 @@ func TestDBLoginConfigEnvLogout(t *testing.T) {
 	if !cert.PublicKey.(*ecdsa.PublicKey).Equal(userCert.PublicKey) {
 		t.Errorf("the route certificate is not signed for the login's key")
 	}
-	if err := cert.CheckSignatureFrom(c.srv.Authority(ca.UserCA).Cert); err != nil {
+	if err := cert.CheckSignatureFrom(c.Server.Authority(ca.UserCA).Cert); err != nil {
 		t.Errorf("the route certificate is not signed by the user CA: %v", err)
 	}
 
 	// Straight at the Auth service the address logged in to is a guess.
-	conninfo := "host=127.0.0.1 port=" + portOf(c.addr) + " user=alice dbname=app sslmode=verify-full sslrootcert=" + p.HostCAsPath() +
+	conninfo := "host=127.0.0.1 port=" + portOf(c.Addr) + " user=alice dbname=app sslmode=verify-full sslrootcert=" + p.HostCAsPath() +
 		" sslcert=" + p.DatabaseCertPath("pg-dev") + " sslkey=" + p.KeyPath()
 	cmdLine := "psql '" + conninfo + "'"
 	want := "Name:      pg-dev\n" +
 		"Protocol:  postgres\n" +
 		"Host:      127.0.0.1\n" +
-		"Port:      " + portOf(c.addr) + "\n" +
+		"Port:      " + portOf(c.Addr) + "\n" +
 		"DB user:   alice\n" +
 		"DB name:   app\n" +
 		"CA:        " + p.HostCAsPath() + "\n" +
@@ -174,7 +163,7 @@ func TestDBLoginConfigEnvLogout(t *testing.T) {
 		"Key:       " + p.KeyPath() + "\n" +
 		"Expires:   " + cert.NotAfter.UTC().Format(time.RFC3339) + "\n" +
 		"Command:   " + cmdLine + "\n" +
-		"Note:      the cluster did not say where its proxy serves postgres, so " + c.addr +
+		"Note:      the cluster did not say where its proxy serves postgres, so " + c.Addr +
 		" (the address logged in to) was used; if that is an Auth service rather than a proxy, log in through the proxy (pcl login --proxy PROXY:PORT)\n"
 	if out := c.mustPcl(t, "", "db", "config", "pg-dev"); out != want {
 		t.Errorf("db config printed\n%s\nwant\n%s", out, want)
@@ -187,7 +176,7 @@ func TestDBLoginConfigEnvLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantJSON := map[string]any{
-		"name": "pg-dev", "protocol": "postgres", "host": "127.0.0.1", "port": float64(mustAtoi(t, portOf(c.addr))),
+		"name": "pg-dev", "protocol": "postgres", "host": "127.0.0.1", "port": float64(mustAtoi(t, portOf(c.Addr))),
 		"db_user": "alice", "db_name": "app", "ca_file": p.HostCAsPath(), "cert_file": p.DatabaseCertPath("pg-dev"),
 		"key_file": p.KeyPath(), "expires": cert.NotAfter.UTC().Format(time.RFC3339), "addr_guessed": true, "command": cmdLine,
 	}
@@ -200,7 +189,7 @@ func TestDBLoginConfigEnvLogout(t *testing.T) {
 		}
 	}
 
-	wantEnv := "export PGHOST=127.0.0.1 PGPORT=" + portOf(c.addr) + " PGUSER=alice PGDATABASE=app PGSSLMODE=verify-full PGSSLROOTCERT=" +
+	wantEnv := "export PGHOST=127.0.0.1 PGPORT=" + portOf(c.Addr) + " PGUSER=alice PGDATABASE=app PGSSLMODE=verify-full PGSSLROOTCERT=" +
 		p.HostCAsPath() + " PGSSLCERT=" + p.DatabaseCertPath("pg-dev") + " PGSSLKEY=" + p.KeyPath() + "\n"
 	if out := c.mustPcl(t, "", "db", "env", "pg-dev"); out != wantEnv {
 		t.Errorf("db env printed\n%s\nwant\n%s", out, wantEnv)
@@ -233,7 +222,7 @@ func TestDBLoginConfigEnvLogout(t *testing.T) {
 
 func TestDBLoginErrors(t *testing.T) {
 	c := newDBCluster(t)
-	c.loginAs(t, c.addr, "alice")
+	c.loginAs(t, c.Addr, "alice")
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -253,7 +242,7 @@ func TestDBLoginErrors(t *testing.T) {
 		}
 	}
 
-	c.loginAs(t, c.addr, "bob")
+	c.loginAs(t, c.Addr, "bob")
 	if _, errOut, code := c.pclText(t, "", "db", "login", "pg-dev"); code != 1 ||
 		errOut != "error: choose the db user for database \"pg-dev\" with --db-user; your login allows: a, b\n" {
 		t.Errorf("db login with two db users: exit %d, %q", code, errOut)
@@ -287,7 +276,7 @@ func lookIn(dir string) func(string) (string, error) {
 
 func TestDBConnectRunsPsql(t *testing.T) {
 	c := newDBCluster(t)
-	p := c.loginAs(t, c.addr, "bob")
+	p := c.loginAs(t, c.Addr, "bob")
 	bin := t.TempDir()
 	if err := os.WriteFile(filepath.Join(bin, "psql"), nil, 0o755); err != nil {
 		t.Fatal(err)
@@ -307,7 +296,7 @@ func TestDBConnectRunsPsql(t *testing.T) {
 	if id, _ := routeOf(t, p, "pg-dev"); id.Route.DBUser != "a" || id.Route.DBName != "app" {
 		t.Errorf("db connect logged in as %+v", id.Route)
 	}
-	conninfo := "host=127.0.0.1 port=" + portOf(c.addr) + " user=a dbname=app sslmode=verify-full sslrootcert=" + p.HostCAsPath() +
+	conninfo := "host=127.0.0.1 port=" + portOf(c.Addr) + " user=a dbname=app sslmode=verify-full sslrootcert=" + p.HostCAsPath() +
 		" sslcert=" + p.DatabaseCertPath("pg-dev") + " sslkey=" + p.KeyPath()
 	if len(rec.cmds) != 1 {
 		t.Fatalf("ran %d commands", len(rec.cmds))
@@ -367,7 +356,8 @@ func TestDBConnectRunsPsql(t *testing.T) {
 
 	// An expired route certificate (12h, in a 24h login) is renewed.
 	later := time.Now().Add(13 * time.Hour)
-	c.clock.Advance(13 * time.Hour)
+	c.Clock.Advance(13 * time.Hour)
+	c.HeartbeatAgents(t)
 	if _, errOut, code := c.pclWith(t, func(a *app) {
 		with(a)
 		a.now = func() time.Time { return later }
@@ -382,7 +372,7 @@ func TestDBConnectRunsPsql(t *testing.T) {
 	if _, errOut, code := c.pclWith(t, func(a *app) {
 		with(a)
 		a.now = func() time.Time { return p.Expires.Add(time.Minute) }
-	}, "db", "connect", "pg-dev"); code != 1 || errOut != "error: your login as bob at "+c.addr+" expired at "+
+	}, "db", "connect", "pg-dev"); code != 1 || errOut != "error: your login as bob at "+c.Addr+" expired at "+
 		p.Expires.UTC().Format(time.RFC3339)+"; log in again with pcl login\n" {
 		t.Errorf("db connect after the login expired: exit %d, %q", code, errOut)
 	}
@@ -393,7 +383,7 @@ func TestDBConnectRunsPsql(t *testing.T) {
 
 func TestDBConnectWithoutPsql(t *testing.T) {
 	c := newDBCluster(t)
-	c.loginAs(t, c.addr, "alice")
+	c.loginAs(t, c.Addr, "alice")
 	out, errOut, code := c.pclWith(t, func(a *app) { a.lookPath = lookIn(t.TempDir()) }, "db", "connect", "pg-dev", "--", "-c", "select 1")
 	if code != 1 || out != "" || errOut !=
 		"error: psql is not installed (not found on PATH); install the postgresql-client package, e.g. sudo apt-get install postgresql-client\n" {

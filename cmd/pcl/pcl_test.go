@@ -23,7 +23,7 @@ func TestLoginStatusLogout(t *testing.T) {
 	c := newTestCluster(t, "")
 	c.addUser(t, "alice", password)
 
-	out := c.mustPcl(t, password+"\n", "login", "--proxy", c.addr, "--user", "alice", "--password-stdin", "--ca-pin", c.pin)
+	out := c.mustPcl(t, password+"\n", "login", "--proxy", c.Addr, "--user", "alice", "--password-stdin", "--ca-pin", c.HostPin())
 	if !strings.Contains(out, "User:         alice") {
 		t.Errorf("login printed %q", out)
 	}
@@ -34,7 +34,7 @@ func TestLoginStatusLogout(t *testing.T) {
 		`(?m)^  Roles:\s+access$`,
 		`(?m)^  Traits:\s+db_names=app db_users=alice$`,
 		`(?m)^  Cluster:\s+test$`,
-		`(?m)^  Proxy:\s+` + regexp.QuoteMeta(c.addr) + `$`,
+		`(?m)^  Proxy:\s+` + regexp.QuoteMeta(c.Addr) + `$`,
 		`(?m)^  Certificate:\s+valid until \d{4}-\d\d-\d\d \d\d:\d\d \S+ \(in (\d+h)?(\d+m)?\)$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
@@ -66,7 +66,7 @@ func TestLoginStatusLogout(t *testing.T) {
 		t.Errorf("certificate subject %v, want CN=alice, O=access", cert.Subject)
 	}
 
-	if out := c.mustPcl(t, "", "logout"); out != "Logged out alice from "+c.addr+".\n" {
+	if out := c.mustPcl(t, "", "logout"); out != "Logged out alice from "+c.Addr+".\n" {
 		t.Errorf("logout printed %q", out)
 	}
 	for _, path := range []string{p.KeyPath(), p.CertPath(), filepath.Join(c.home, "profile.json")} {
@@ -82,7 +82,7 @@ func TestLoginStatusLogout(t *testing.T) {
 	}
 
 	// The proxy's CA was remembered: no pin this time.
-	c.mustPcl(t, password+"\n", "login", "--proxy", c.addr, "--user", "alice", "--password-stdin")
+	c.mustPcl(t, password+"\n", "login", "--proxy", c.Addr, "--user", "alice", "--password-stdin")
 	// And --proxy and --user default to the current login's.
 	c.mustPcl(t, password+"\n", "login", "--password-stdin")
 }
@@ -99,19 +99,19 @@ func TestLoginErrors(t *testing.T) {
 		args        []string
 		want        string // the whole of stderr when it starts with "error: "
 	}{
-		{"wrong password", "wrong password\n", []string{"--user", "alice", "--password-stdin", "--ca-pin", c.pin},
+		{"wrong password", "wrong password\n", []string{"--user", "alice", "--password-stdin", "--ca-pin", c.HostPin()},
 			"error: invalid username, password or one-time code\n"},
-		{"unknown user", password + "\n", []string{"--user", "mallory", "--password-stdin", "--ca-pin", c.pin},
+		{"unknown user", password + "\n", []string{"--user", "mallory", "--password-stdin", "--ca-pin", c.HostPin()},
 			"error: invalid username, password or one-time code\n"},
 		{"wrong pin", password + "\n", []string{"--user", "alice", "--password-stdin", "--ca-pin", other.Fingerprint()},
 			"does not match the pin " + other.Fingerprint()},
 		{"no pin", password + "\n", []string{"--user", "alice", "--password-stdin"}, "--ca-pin"},
-		{"no terminal", "", []string{"--user", "alice", "--ca-pin", c.pin}, "--password-stdin"},
-		{"empty stdin", "", []string{"--user", "alice", "--ca-pin", c.pin, "--password-stdin"}, "no password on stdin"},
-		{"no user", password + "\n", []string{"--password-stdin", "--ca-pin", c.pin}, "--user NAME"},
+		{"no terminal", "", []string{"--user", "alice", "--ca-pin", c.HostPin()}, "--password-stdin"},
+		{"empty stdin", "", []string{"--user", "alice", "--ca-pin", c.HostPin(), "--password-stdin"}, "no password on stdin"},
+		{"no user", password + "\n", []string{"--password-stdin", "--ca-pin", c.HostPin()}, "--user NAME"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"login", "--proxy", c.addr}, tc.args...)
+			args := append([]string{"login", "--proxy", c.Addr}, tc.args...)
 			out, errOut, code := c.pclText(t, tc.stdin, args...)
 			if code != 1 || out != "" {
 				t.Errorf("exit %d, stdout %q", code, out)
@@ -132,16 +132,16 @@ func TestLoginErrors(t *testing.T) {
 func TestSignupThenLogin(t *testing.T) {
 	c := newTestCluster(t, "")
 	token := c.addUser(t, "bob", "")
-	out := c.mustPcl(t, password+"\n", "signup", "--proxy", c.addr, "--token", token, "--ca-pin", c.pin, "--password-stdin")
-	if want := "Signed up as bob. Log in with: pcl login --proxy " + c.addr + " --user bob\n"; out != want {
+	out := c.mustPcl(t, password+"\n", "signup", "--proxy", c.Addr, "--token", token, "--ca-pin", c.HostPin(), "--password-stdin")
+	if want := "Signed up as bob. Log in with: pcl login --proxy " + c.Addr + " --user bob\n"; out != want {
 		t.Errorf("signup printed %q, want %q", out, want)
 	}
 	// Sign-up stored the cluster's CA: the login needs no pin.
-	out = c.mustPcl(t, password+"\n", "login", "--proxy", c.addr, "--user", "bob", "--password-stdin")
+	out = c.mustPcl(t, password+"\n", "login", "--proxy", c.Addr, "--user", "bob", "--password-stdin")
 	if !strings.Contains(out, "User:         bob") {
 		t.Errorf("login printed %q", out)
 	}
-	if _, errOut, code := c.pclText(t, password+"\n", "signup", "--proxy", c.addr, "--token", token, "--password-stdin"); code != 1 ||
+	if _, errOut, code := c.pclText(t, password+"\n", "signup", "--proxy", c.Addr, "--token", token, "--password-stdin"); code != 1 ||
 		!strings.Contains(errOut, "invalid, used or expired") {
 		t.Errorf("signup with a used token: exit %d, %q", code, errOut)
 	}
@@ -170,7 +170,7 @@ func TestSignupWithTOTPAndLoginWithCodes(t *testing.T) {
 				continue
 			}
 			secret := u.Query().Get("secret")
-			code, err := totp.GenerateCode(secret, c.clock.Now())
+			code, err := totp.GenerateCode(secret, c.Clock.Now())
 			if err != nil {
 				stdinW.CloseWithError(err)
 				continue
@@ -180,7 +180,7 @@ func TestSignupWithTOTPAndLoginWithCodes(t *testing.T) {
 		}
 	}()
 	stdin := io.MultiReader(strings.NewReader(password+"\n"), stdinR)
-	errOut, code := c.pcl(t, stdin, stdoutW, "signup", "--proxy", c.addr, "--token", token, "--ca-pin", c.pin, "--password-stdin", "--totp")
+	errOut, code := c.pcl(t, stdin, stdoutW, "signup", "--proxy", c.Addr, "--token", token, "--ca-pin", c.HostPin(), "--password-stdin", "--totp")
 	stdoutW.Close()
 	stdinW.Close()
 	secret := <-secrets
@@ -190,26 +190,26 @@ func TestSignupWithTOTPAndLoginWithCodes(t *testing.T) {
 
 	// Without a code the cluster (second factor on) refuses; the code
 	// comes from --otp or the line after the password.
-	c.clock.Advance(30 * time.Second)
-	if _, errOut, code := c.pclText(t, password+"\n", "login", "--proxy", c.addr, "--user", "bob", "--password-stdin"); code != 1 ||
+	c.Clock.Advance(30 * time.Second)
+	if _, errOut, code := c.pclText(t, password+"\n", "login", "--proxy", c.Addr, "--user", "bob", "--password-stdin"); code != 1 ||
 		!strings.Contains(errOut, "--otp CODE") {
 		t.Errorf("login without a code: exit %d, %q", code, errOut)
 	}
-	otp, err := totp.GenerateCode(secret, c.clock.Now())
+	otp, err := totp.GenerateCode(secret, c.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.mustPcl(t, password+"\n", "login", "--proxy", c.addr, "--user", "bob", "--password-stdin", "--otp", otp)
+	c.mustPcl(t, password+"\n", "login", "--proxy", c.Addr, "--user", "bob", "--password-stdin", "--otp", otp)
 
-	c.clock.Advance(30 * time.Second)
-	otp, err = totp.GenerateCode(secret, c.clock.Now())
+	c.Clock.Advance(30 * time.Second)
+	otp, err = totp.GenerateCode(secret, c.Clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.mustPcl(t, password+"\n"+otp+"\n", "login", "--proxy", c.addr, "--user", "bob", "--password-stdin")
+	c.mustPcl(t, password+"\n"+otp+"\n", "login", "--proxy", c.Addr, "--user", "bob", "--password-stdin")
 
 	// A code works once.
-	if _, errOut, code := c.pclText(t, password+"\n", "login", "--proxy", c.addr, "--user", "bob", "--password-stdin", "--otp", otp); code != 1 ||
+	if _, errOut, code := c.pclText(t, password+"\n", "login", "--proxy", c.Addr, "--user", "bob", "--password-stdin", "--otp", otp); code != 1 ||
 		errOut != "error: invalid username, password or one-time code\n" {
 		t.Errorf("login with a used code: exit %d, %q", code, errOut)
 	}

@@ -2,99 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/ca"
-	"github.com/portcullis-db/portcullis/ca/auth"
-	"github.com/portcullis-db/portcullis/ca/authclient"
-	"github.com/portcullis-db/portcullis/ca/storage/boltstore"
+	"github.com/portcullis-db/portcullis/internal/authtest"
 )
 
-// newAuditTestCluster is newTestCluster with an audit directory: the Auth
-// service writes its audit events to a FileLog and searches it.
-func newAuditTestCluster(t *testing.T) *testCluster {
-	t.Helper()
-	dataDir := t.TempDir()
-	st, err := boltstore.Open(filepath.Join(dataDir, "state.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	fl, err := audit.NewFileLog(audit.FileLogConfig{Dir: filepath.Join(dataDir, "audit")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fl.Close() })
-	srv, err := auth.New(context.Background(), auth.Config{Storage: st, ClusterName: "test", Emitter: fl, BcryptCost: bcrypt.MinCost})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-served; !errors.Is(err, auth.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	if err := srv.WriteAdminIdentity(filepath.Join(dataDir, auth.AdminIdentityFile), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dataDir, auth.AddrFile), []byte(l.Addr().String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &testCluster{srv: srv, addr: l.Addr().String(), dataDir: dataDir}
-}
-
-// agentClient is an API client with a database agent's host certificate,
-// issued in-process.
-func (c *testCluster) agentClient(t *testing.T, hostID string) *authclient.Client {
-	t.Helper()
-	key, err := ca.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := authclient.MarshalPublicKey(key.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := c.srv.IssueHostCredentials(context.Background(), authclient.JoinRequest{Role: ca.SystemRoleDatabase, HostID: hostID, PublicKey: pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.ParseCertPEM([]byte(resp.Cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsCert := &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
-	client, err := authclient.New(c.addr, authclient.WithTLSConfig(
-		authclient.TLSConfig(tlsCert, []*x509.Certificate{c.srv.Authority(ca.HostCA).Cert})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	return client
-}
-
 func TestAuditSearch(t *testing.T) {
-	c := newAuditTestCluster(t)
-	agent := c.agentClient(t, "agent-1")
+	c := newTestCluster(t, authtest.WithAuditLog())
+	agent, _, _ := c.Join(t, "db", ca.SystemRoleDatabase, "agent-1")
 	now := time.Now().UTC()
 	at := func(ago time.Duration) string { return now.Add(-ago).Format(time.RFC3339Nano) }
 	var batch []json.RawMessage

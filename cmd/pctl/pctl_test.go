@@ -49,7 +49,7 @@ func TestUsersAddWithPasswordAndList(t *testing.T) {
 
 	// The password works.
 	if _, err := client.Login(context.Background(), client.LoginRequest{
-		ProxyAddr: c.addr, Username: "alice", Password: password, CAPin: c.hostPin(),
+		ProxyAddr: c.Addr, Username: "alice", Password: password, CAPin: c.HostPin(),
 	}, client.WithHome(t.TempDir())); err != nil {
 		t.Errorf("login with the password set by users add: %v", err)
 	}
@@ -71,7 +71,7 @@ func TestUsersAddPrintsSignupCommand(t *testing.T) {
 	if m == nil {
 		t.Fatalf("users add printed no sign-up command: %q", out)
 	}
-	if m[1] != c.addr || m[3] != c.hostPin() || !strings.Contains(out, "expires at") {
+	if m[1] != c.Addr || m[3] != c.HostPin() || !strings.Contains(out, "expires at") {
 		t.Errorf("users add printed %q", out)
 	}
 	user, err := client.Signup(context.Background(), client.SignupRequest{
@@ -243,7 +243,7 @@ func TestAuthExport(t *testing.T) {
 		if err != nil || len(certs) != 1 {
 			t.Fatalf("auth export --type %s: %d certs, %v", typ, len(certs), err)
 		}
-		if got, want := ca.Fingerprint(certs[0]), c.srv.Authority(typ).Fingerprint(); got != want {
+		if got, want := ca.Fingerprint(certs[0]), c.Server.Authority(typ).Fingerprint(); got != want {
 			t.Errorf("auth export --type %s: %s, want %s", typ, got, want)
 		}
 	}
@@ -298,7 +298,7 @@ func TestAuthSignDatabaseServer(t *testing.T) {
 		t.Errorf("the key does not belong to the certificate")
 	}
 	cas, err := ca.ParseCertsPEM(casPEM)
-	if err != nil || len(cas) != 1 || ca.Fingerprint(cas[0]) != c.srv.Authority(ca.DatabaseCA).Fingerprint() {
+	if err != nil || len(cas) != 1 || ca.Fingerprint(cas[0]) != c.Server.Authority(ca.DatabaseCA).Fingerprint() {
 		t.Fatalf("the .cas file does not hold the database CA: %v", err)
 	}
 	pool := x509.NewCertPool()
@@ -324,11 +324,11 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status printed %d pins: %q", len(pins), out)
 	}
 	for _, p := range pins {
-		if want := c.srv.Authority(ca.AuthorityType(p[1])).Fingerprint(); p[2] != want {
+		if want := c.Server.Authority(ca.AuthorityType(p[1])).Fingerprint(); p[2] != want {
 			t.Errorf("%s pin %s, want %s", p[1], p[2], want)
 		}
 	}
-	for _, want := range []string{"Cluster:", "test", "Users:", "1", "Databases:", "--ca-pin " + c.hostPin()} {
+	for _, want := range []string{"Cluster:", "test", "Users:", "1", "Databases:", "--ca-pin " + c.HostPin()} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q: %q", want, out)
 		}
@@ -348,8 +348,10 @@ func TestDatabaseList(t *testing.T) {
 	// An agent joins with a token and advertises a database.
 	out := c.mustPctl(t, "", "tokens", "add", "--type", "db")
 	secret := regexp.MustCompile(`(?m)^  join_token: (\S+)$`).FindStringSubmatch(out)[1]
-	agent := joinAgent(t, c, secret)
-	defer agent.Close()
+	agent, resp, _ := c.JoinWithToken(t, secret, ca.SystemRoleDatabase, "agent-1")
+	if _, err := parseCertList(resp.HostCAs); err != nil {
+		t.Fatal(err)
+	}
 	err := agent.Heartbeat(context.Background(), authclient.HeartbeatRequest{Databases: []authclient.Database{
 		{Name: "pg1", Protocol: "postgres", URI: "localhost:5432", Labels: map[string]string{"env": "dev", "team": "a"}},
 	}})
@@ -369,45 +371,6 @@ func TestDatabaseList(t *testing.T) {
 	}
 }
 
-// joinAgent joins a database agent with a join token and returns its API
-// client.
-func joinAgent(t *testing.T, c *testCluster, token string) *authclient.Client {
-	t.Helper()
-	ctx := context.Background()
-	tlsCfg, err := authclient.PinnedTLSConfig(c.hostPin())
-	if err != nil {
-		t.Fatal(err)
-	}
-	anon, err := authclient.New(c.addr, authclient.WithTLSConfig(tlsCfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anon.Close()
-	key, err := ca.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := authclient.MarshalPublicKey(key.Public())
-	resp, err := anon.Join(ctx, authclient.JoinRequest{Token: token, Role: ca.SystemRoleDatabase, HostID: "agent-1", PublicKey: pub})
-	if err != nil {
-		t.Fatalf("join: %v", err)
-	}
-	cert, err := ca.ParseCertPEM([]byte(resp.Cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostCAs, err := parseCertList(resp.HostCAs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := &authclient.IdentityFile{Key: key, Cert: cert, HostCAs: hostCAs}
-	agent, err := authclient.New(c.addr, authclient.WithTLSConfig(id.TLSConfig()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return agent
-}
-
 func TestConnection(t *testing.T) {
 	c := newTestCluster(t)
 	run1 := func(env map[string]string, args ...string) (string, string, int) {
@@ -421,12 +384,12 @@ func TestConnection(t *testing.T) {
 		t.Errorf("status without a data dir: exit %d, %q", code, errOut)
 	}
 	// --data-dir as a flag.
-	if out, errOut, code := run1(nil, "--data-dir", c.dataDir, "status"); code != 0 || !strings.Contains(out, "Cluster:") {
+	if out, errOut, code := run1(nil, "--data-dir", c.Dir, "status"); code != 0 || !strings.Contains(out, "Cluster:") {
 		t.Errorf("status --data-dir: exit %d, %q", code, errOut)
 	}
 	// --auth and --identity from elsewhere.
-	idPath := filepath.Join(c.dataDir, auth.AdminIdentityFile)
-	if out, errOut, code := run1(nil, "--auth", c.addr, "--identity", idPath, "status"); code != 0 || !strings.Contains(out, "Cluster:") {
+	idPath := filepath.Join(c.Dir, auth.AdminIdentityFile)
+	if out, errOut, code := run1(nil, "--auth", c.Addr, "--identity", idPath, "status"); code != 0 || !strings.Contains(out, "Cluster:") {
 		t.Errorf("status --auth --identity: exit %d, %q", code, errOut)
 	}
 	// A data dir without the address file.
