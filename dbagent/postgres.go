@@ -86,9 +86,11 @@ func (ss *session) servePostgres(ctx context.Context) {
 		dbName = dbUser // PostgreSQL's own default
 	}
 	ss.meta = ss.metadata("postgres", dbUser, dbName)
+	// A refusal is audited before the client is told, so that the event
+	// is recorded (and stamped) before the client can act on the error.
 	refuse := func(code, reason string) {
-		postgres.WriteError(c, code, reason)
 		ss.emitStart(reason)
+		postgres.WriteError(c, code, reason)
 	}
 	if ss.db == nil {
 		refuse(postgres.CodeInvalidCatalogName, fmt.Sprintf("database %q is not served by this agent; `pcl db ls` lists the databases you can reach", route.ServiceName))
@@ -147,8 +149,8 @@ func (ss *session) servePostgres(ctx context.Context) {
 		var se *postgres.ServerError
 		switch {
 		case errors.As(err, &se):
-			se.Forward(c)
 			ss.emitStart(se.Error())
+			se.Forward(c)
 		case postgres.IsPasswordRequired(err):
 			refuse(postgres.CodeInvalidAuthorization, err.Error())
 		default:

@@ -139,7 +139,7 @@ func (d *Dispatcher) Dial(ctx context.Context, userCert *x509.Certificate, id *c
 	}
 	agents := d.agentsFor(id.Route.ServiceName)
 	if len(agents) == 0 {
-		return nil, "", &DispatchError{Msg: fmt.Sprintf("database %q is not available: no agent serving it is connected to this proxy", id.Route.ServiceName)}
+		return nil, "", &DispatchError{Msg: fmt.Sprintf("database %q is not available: no agent serving it is connected to this proxy; pcl db ls lists the databases you can reach", id.Route.ServiceName)}
 	}
 	var lastErr error
 	for _, agentID := range agents {

@@ -283,13 +283,18 @@ func (s *PostgresServer) startSession(ctx context.Context, tc *tls.Conn, m *pgpr
 	id, err := v.Verify(chain)
 	if err != nil {
 		msg := "the client certificate is not accepted: " + err.Error()
+		var who *ca.Identity
 		switch {
 		case ca.IsExpired(err):
 			msg = fmt.Sprintf("your certificate expired at %s; run pcl login, then pcl db login", chain[0].NotAfter.UTC().Format(time.RFC3339))
+			// The Verifier checks the signature before the validity
+			// window, so an expired certificate is one this cluster
+			// issued: audit the refusal under its user's name.
+			who, _ = ca.IdentityFromCertificate(chain[0])
 		case ca.IsUnknownAuthority(err):
 			msg = "the client certificate was not issued by this cluster; run pcl login, then pcl db login"
 		}
-		s.refuse(tc, nil, m, postgres.CodeInvalidAuthorization, msg)
+		s.refuse(tc, who, m, postgres.CodeInvalidAuthorization, msg)
 		return
 	}
 	route := id.Route
@@ -451,9 +456,15 @@ func (s *PostgresServer) cancel(ctx context.Context, m *pgproto3.CancelRequest) 
 	io.Copy(io.Discard, conn)
 }
 
-// refuse tells the client why, in an ErrorResponse, and audits it.
+// refuse audits a refusal and tells the client why, in an ErrorResponse.
+// The event is recorded first, so that it is in the log (and its time is
+// before) when the client learns of the refusal.
 func (s *PostgresServer) refuse(w io.Writer, id *ca.Identity, m *pgproto3.StartupMessage, code, msg string) {
+	s.auditRefusal(w, id, m, msg)
 	postgres.WriteError(w, code, msg)
+}
+
+func (s *PostgresServer) auditRefusal(w io.Writer, id *ca.Identity, m *pgproto3.StartupMessage, msg string) {
 	if s.Emitter == nil {
 		return
 	}

@@ -29,6 +29,11 @@ type pgCluster struct {
 	cfg     *client.DatabaseConfig
 	cluster *daemon
 	agent   *daemon
+
+	proxyAddr  string // the proxy's public (API and tunnel) port
+	clusterDir string // the auth+proxy daemon's data directory
+	pin        string // the host CA pin clients log in with
+	alice      *pgUser
 }
 
 func startPGCluster(t *testing.T) *pgCluster {
@@ -61,7 +66,7 @@ proxy: {enabled: true, listen: %q, postgres_listen: %q}
 	if err := ca.WriteDatabaseServerFiles(prefix, cert.Raw, key, []*x509.Certificate{dbCA}); err != nil {
 		t.Fatal(err)
 	}
-	pg := dbtest.StartPostgres(t, dbtest.Options{CertPrefix: prefix, Users: []string{"alice", "bob"}, Databases: []string{"app"}})
+	pg := dbtest.StartPostgres(t, dbtest.Options{CertPrefix: prefix, Users: []string{"alice", "bob", "carol"}, Databases: []string{"app"}})
 
 	tok, err := admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
 	if err != nil {
@@ -83,29 +88,49 @@ db:
 		return err == nil && len(dbs) == 1
 	})
 
-	_, err = admin.CreateUser(ctx, authclient.CreateUserRequest{
-		User:     authclient.User{Name: "alice", Roles: []string{"access"}, Traits: map[string][]string{"db_users": {"alice"}, "db_names": {"app"}}},
-		Password: "alice's password",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := admin.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pin string
-	for _, c := range st.CAs {
-		if c.Type == "host" {
-			pin = c.Fingerprint
+	c := &pgCluster{admin: admin, pg: pg, cluster: cluster, agent: agent, proxyAddr: proxyAddr, clusterDir: clusterDir}
+	for _, a := range st.CAs {
+		if a.Type == "host" {
+			c.pin = a.Fingerprint
 		}
 	}
-	home := t.TempDir()
-	profile, err := client.Login(ctx, client.LoginRequest{ProxyAddr: proxyAddr, Username: "alice", Password: "alice's password", CAPin: pin}, client.WithHome(home))
+	c.alice = c.addUser(t, "alice", []string{"access"})
+	c.profile, c.home, c.cfg = c.alice.profile, c.alice.home, c.alice.cfg
+	return c
+}
+
+// pgUser is a user of the cluster logged in with pcl's profile code, with
+// a route certificate for pg1 as the db user of their own name.
+type pgUser struct {
+	name    string
+	profile *client.Profile
+	home    string
+	cfg     *client.DatabaseConfig
+}
+
+// addUser creates a user with roles whose db_users trait is their own
+// name and db_names trait "app", logs them in and gets their route
+// certificate for pg1.
+func (c *pgCluster) addUser(t *testing.T, name string, roles []string) *pgUser {
+	t.Helper()
+	ctx := context.Background()
+	_, err := c.admin.CreateUser(ctx, authclient.CreateUserRequest{
+		User:     authclient.User{Name: name, Roles: roles, Traits: map[string][]string{"db_users": {name}, "db_names": {"app"}}},
+		Password: name + "'s password",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := profile.DatabaseLogin(ctx, "pg1", "alice", "app"); err != nil {
+	home := t.TempDir()
+	profile, err := client.Login(ctx, client.LoginRequest{ProxyAddr: c.proxyAddr, Username: name, Password: name + "'s password", CAPin: c.pin}, client.WithHome(home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := profile.DatabaseLogin(ctx, "pg1", name, "app"); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := profile.DatabaseConfig(ctx, "pg1")
@@ -115,7 +140,7 @@ db:
 	if cfg.Port == 0 || cfg.AddrGuessed {
 		t.Fatalf("the proxy did not advertise its PostgreSQL port: %+v", cfg)
 	}
-	return &pgCluster{admin: admin, pg: pg, profile: profile, home: home, cfg: cfg, cluster: cluster, agent: agent}
+	return &pgUser{name: name, profile: profile, home: home, cfg: cfg}
 }
 
 // psql runs psql through the proxy with alice's route certificate.
