@@ -3,13 +3,11 @@ package proxy
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -18,9 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
-	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/ca"
-	"github.com/portcullis-db/portcullis/ca/policy"
 	"github.com/portcullis-db/portcullis/protocol"
 	"github.com/portcullis-db/portcullis/protocol/postgres"
 )
@@ -49,33 +45,13 @@ const relayBufferSize = 64 << 10
 // serves the certificate's database. A CancelRequest (Ctrl-C in psql) is
 // routed to the agent of the session it names.
 type PostgresServer struct {
-	// Dispatcher opens sessions to agents. Required.
-	Dispatcher *Dispatcher
+	Frontend
 	// GetCertificate returns the proxy's certificate for the native port.
 	// Required for Serve.
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	// UserCAs verify clients' certificates. Required.
-	UserCAs func() []*x509.Certificate
-	// ClusterName, when set, must be the certificates' cluster.
-	ClusterName string
-	// Locks, if set, lists the locks in force; a locked user is refused.
-	Locks func(ctx context.Context) ([]policy.Lock, error)
-	// Emitter receives the sessions the proxy refuses itself (a
-	// db.session.start that failed); the agent audits the rest.
-	Emitter audit.Emitter
-	// HandshakeTimeout bounds TLS and startup (default 10s).
-	HandshakeTimeout time.Duration
-	// Clock tells the time (default time.Now).
-	Clock func() time.Time
-	// Logger logs refusals and failures (default: no-op).
-	Logger *zap.Logger
 
-	mu      sync.Mutex
-	cancels map[string]cancelTarget
-	wg      sync.WaitGroup
-	closed  bool
-	lns     map[net.Listener]struct{}
-	conns   map[net.Conn]struct{}
+	cancelMu sync.Mutex
+	cancels  map[string]cancelTarget
 }
 
 // cancelTarget is the agent and user a session's cancel key belongs to.
@@ -90,13 +66,13 @@ func (s *PostgresServer) Serve(l net.Listener) error {
 	if s.GetCertificate == nil {
 		return errors.New("proxy: PostgresServer.GetCertificate is required to serve a native port")
 	}
-	return s.serve(l, s.handleNative)
+	return s.Frontend.serve(l, s.handleNative)
 }
 
 // ServeTLS serves connections on which TLS is already established (from a
 // Router route).
 func (s *PostgresServer) ServeTLS(l net.Listener) error {
-	return s.serve(l, func(ctx context.Context, c net.Conn) {
+	return s.Frontend.serve(l, func(ctx context.Context, c net.Conn) {
 		tc, ok := c.(*tls.Conn)
 		if !ok {
 			c.Close()
@@ -104,99 +80,6 @@ func (s *PostgresServer) ServeTLS(l net.Listener) error {
 		}
 		s.handleTLS(ctx, tc)
 	})
-}
-
-func (s *PostgresServer) serve(l net.Listener, handle func(context.Context, net.Conn)) error {
-	if s.Dispatcher == nil || s.UserCAs == nil {
-		return errors.New("proxy: PostgresServer.Dispatcher and UserCAs are required")
-	}
-	if !s.track(l, nil, true) {
-		return ErrRouterClosed
-	}
-	defer s.track(l, nil, false)
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return ErrRouterClosed
-			}
-			return err
-		}
-		if !s.track(nil, c, true) {
-			c.Close()
-			return ErrRouterClosed
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.track(nil, c, false)
-			defer c.Close()
-			handle(context.Background(), c)
-		}()
-	}
-}
-
-// track registers (add) or forgets a listener or connection; it reports
-// false once the server is closed.
-func (s *PostgresServer) track(l net.Listener, c net.Conn, add bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lns == nil {
-		s.lns, s.conns = map[net.Listener]struct{}{}, map[net.Conn]struct{}{}
-	}
-	if add && s.closed {
-		return false
-	}
-	switch {
-	case l != nil && add:
-		s.lns[l] = struct{}{}
-	case l != nil:
-		delete(s.lns, l)
-	case add:
-		s.conns[c] = struct{}{}
-	default:
-		delete(s.conns, c)
-	}
-	return true
-}
-
-// Close stops the listeners, ends every session and waits for them.
-func (s *PostgresServer) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for l := range s.lns {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-	return nil
-}
-
-func (s *PostgresServer) now() time.Time {
-	if s.Clock != nil {
-		return s.Clock()
-	}
-	return time.Now()
-}
-
-func (s *PostgresServer) log() *zap.Logger {
-	if s.Logger == nil {
-		return zap.NewNop()
-	}
-	return s.Logger
-}
-
-func (s *PostgresServer) handshakeTimeout() time.Duration {
-	if s.HandshakeTimeout > 0 {
-		return s.HandshakeTimeout
-	}
-	return DefaultHandshakeTimeout
 }
 
 // handleNative speaks the start of the protocol in the clear: only an
@@ -237,8 +120,9 @@ func (s *PostgresServer) handleNative(ctx context.Context, c net.Conn) {
 			s.cancel(ctx, m)
 			return
 		case *pgproto3.StartupMessage:
-			s.refuse(c, nil, m, postgres.CodeProtocolViolation,
-				"the Portcullis proxy needs TLS: connect with sslmode=verify-full and your database certificate (pcl db connect NAME)")
+			msg := "the Portcullis proxy needs TLS: connect with sslmode=verify-full and your database certificate (pcl db connect NAME)"
+			s.auditRefusal(nil, "postgres", m.Parameters["user"], m.Parameters["database"], c.RemoteAddr().String(), msg)
+			postgres.WriteError(c, postgres.CodeProtocolViolation, msg)
 			return
 		default:
 			postgres.WriteError(c, postgres.CodeProtocolViolation, "unexpected message at the start of the session")
@@ -272,72 +156,23 @@ func (s *PostgresServer) handleTLS(ctx context.Context, tc *tls.Conn) {
 
 // startSession checks the client and relays its session to an agent.
 func (s *PostgresServer) startSession(ctx context.Context, tc *tls.Conn, m *pgproto3.StartupMessage) {
-	chain := tc.ConnectionState().PeerCertificates
-	if len(chain) == 0 {
-		s.refuse(tc, nil, m, postgres.CodeInvalidAuthorization,
-			"no client certificate was sent: log in with pcl login and connect with pcl db connect NAME")
-		return
-	}
-	v := &ca.Verifier{Roots: s.UserCAs(), Kinds: []ca.CertKind{ca.KindUser}, Usage: x509.ExtKeyUsageClientAuth,
-		ClusterName: s.ClusterName, Clock: s.now}
-	id, err := v.Verify(chain)
-	if err != nil {
-		msg := "the client certificate is not accepted: " + err.Error()
-		var who *ca.Identity
-		switch {
-		case ca.IsExpired(err):
-			msg = fmt.Sprintf("your certificate expired at %s; run pcl login, then pcl db login", chain[0].NotAfter.UTC().Format(time.RFC3339))
-			// The Verifier checks the signature before the validity
-			// window, so an expired certificate is one this cluster
-			// issued: audit the refusal under its user's name.
-			who, _ = ca.IdentityFromCertificate(chain[0])
-		case ca.IsUnknownAuthority(err):
-			msg = "the client certificate was not issued by this cluster; run pcl login, then pcl db login"
+	user, db := m.Parameters["user"], m.Parameters["database"]
+	refuse := func(id *ca.Identity, r *refusal) {
+		code := postgres.CodeConnectionFailure
+		if r.access {
+			code = postgres.CodeInvalidAuthorization
 		}
-		s.refuse(tc, who, m, postgres.CodeInvalidAuthorization, msg)
+		s.auditRefusal(id, "postgres", user, db, tc.RemoteAddr().String(), r.msg)
+		postgres.WriteError(tc, code, r.msg)
+	}
+	a, id, r := s.admit(ctx, tc.ConnectionState().PeerCertificates, "postgres", user, db)
+	if r != nil {
+		refuse(id, r)
 		return
 	}
-	route := id.Route
-	switch {
-	case route == nil:
-		s.refuse(tc, id, m, postgres.CodeInvalidAuthorization, "this certificate has no database route; run pcl db login NAME")
-		return
-	case route.Protocol != "postgres":
-		s.refuse(tc, id, m, postgres.CodeInvalidAuthorization,
-			fmt.Sprintf("database %q speaks %s, not PostgreSQL; connect with pcl db connect %s", route.ServiceName, route.Protocol, route.ServiceName))
-		return
-	}
-	if u := m.Parameters["user"]; u != "" && u != route.DBUser {
-		s.refuse(tc, id, m, postgres.CodeInvalidAuthorization,
-			fmt.Sprintf("this certificate is for database user %q, not %q; run pcl db login %s --db-user %s", route.DBUser, u, route.ServiceName, u))
-		return
-	}
-	if d := m.Parameters["database"]; route.DBName != "" && d != "" && d != route.DBName {
-		s.refuse(tc, id, m, postgres.CodeInvalidAuthorization,
-			fmt.Sprintf("this certificate is for database name %q, not %q; run pcl db login %s --db-name %s", route.DBName, d, route.ServiceName, d))
-		return
-	}
-	if s.Locks != nil {
-		locks, err := s.Locks(ctx)
-		if err == nil {
-			err = policy.CheckLocks(locks, id.Username, id.Roles, s.now())
-		}
-		if err != nil {
-			s.refuse(tc, id, m, postgres.CodeInvalidAuthorization, err.Error())
-			return
-		}
-	}
-	agent, agentID, err := s.Dispatcher.Dial(ctx, chain[0], id, protocol.SessionRequest{
-		Type: protocol.SessionConnect, ClientAddr: tc.RemoteAddr().String(),
-	})
-	if err != nil {
-		var de *DispatchError
-		msg := "the proxy could not reach the database's agent; try again shortly"
-		if errors.As(err, &de) {
-			msg = de.Msg
-		}
-		s.log().Warn("dispatch failed", zap.String("user", id.Username), zap.String("db", route.ServiceName), zap.Error(err))
-		s.refuse(tc, id, m, postgres.CodeConnectionFailure, msg)
+	agent, agentID, r := s.dial(ctx, a, tc.RemoteAddr().String())
+	if r != nil {
+		refuse(a.id, r)
 		return
 	}
 	defer agent.Close()
@@ -357,16 +192,16 @@ func (s *PostgresServer) startSession(ctx context.Context, tc *tls.Conn, m *pgpr
 		return
 	}
 	if key != "" {
-		s.mu.Lock()
+		s.cancelMu.Lock()
 		if s.cancels == nil {
 			s.cancels = map[string]cancelTarget{}
 		}
-		s.cancels[key] = cancelTarget{agentID: agentID, userCert: chain[0]}
-		s.mu.Unlock()
+		s.cancels[key] = cancelTarget{agentID: agentID, userCert: a.cert}
+		s.cancelMu.Unlock()
 		defer func() {
-			s.mu.Lock()
+			s.cancelMu.Lock()
 			delete(s.cancels, key)
-			s.mu.Unlock()
+			s.cancelMu.Unlock()
 		}()
 	}
 	tc.SetDeadline(time.Time{})
@@ -433,9 +268,9 @@ func (s *PostgresServer) cancel(ctx context.Context, m *pgproto3.CancelRequest) 
 	var k [4]byte
 	binary.BigEndian.PutUint32(k[:], m.ProcessID)
 	key := hex.EncodeToString(append(k[:], m.SecretKey...))
-	s.mu.Lock()
+	s.cancelMu.Lock()
 	t, ok := s.cancels[key]
-	s.mu.Unlock()
+	s.cancelMu.Unlock()
 	if !ok {
 		s.log().Debug("cancel request for an unknown session")
 		return
@@ -454,48 +289,4 @@ func (s *PostgresServer) cancel(ctx context.Context, m *pgproto3.CancelRequest) 
 	// Wait for the agent to finish (it closes when the cancel was sent).
 	conn.SetReadDeadline(time.Now().Add(s.handshakeTimeout()))
 	io.Copy(io.Discard, conn)
-}
-
-// refuse audits a refusal and tells the client why, in an ErrorResponse.
-// The event is recorded first, so that it is in the log (and its time is
-// before) when the client learns of the refusal.
-func (s *PostgresServer) refuse(w io.Writer, id *ca.Identity, m *pgproto3.StartupMessage, code, msg string) {
-	s.auditRefusal(w, id, m, msg)
-	postgres.WriteError(w, code, msg)
-}
-
-func (s *PostgresServer) auditRefusal(w io.Writer, id *ca.Identity, m *pgproto3.StartupMessage, msg string) {
-	if s.Emitter == nil {
-		return
-	}
-	e := &audit.DatabaseSessionStart{
-		Metadata: audit.Metadata{Type: audit.TypeDatabaseSessionStart, ClusterName: s.ClusterName},
-		Status:   audit.Status{Success: false, Error: msg},
-	}
-	e.SessionID = newSessionID()
-	e.DatabaseProtocol = "postgres"
-	if m != nil {
-		e.DatabaseUser, e.DatabaseName = m.Parameters["user"], m.Parameters["database"]
-	}
-	if id != nil {
-		e.User, e.Roles = id.Username, id.Roles
-		if id.Route != nil {
-			e.DatabaseService = id.Route.ServiceName
-		}
-	}
-	if c, ok := w.(net.Conn); ok {
-		e.ClientAddr = c.RemoteAddr().String()
-	}
-	if err := s.Emitter.EmitAuditEvent(context.Background(), e); err != nil {
-		s.log().Error("cannot audit a refused session", zap.Error(err))
-	}
-}
-
-// newSessionID returns a random UUIDv4.
-func newSessionID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

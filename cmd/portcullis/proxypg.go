@@ -96,15 +96,17 @@ func (p *proxyRole) setupDatabases(cfg *Config) error {
 	}
 	p.tunnel.OnAgentEvent = p.dispatcher.OnAgentEvent
 	locks := &lockCache{api: p.api}
-	p.pg = &proxy.PostgresServer{
-		Dispatcher:     p.dispatcher,
-		GetCertificate: p.router.GetCertificate,
-		UserCAs:        func() []*x509.Certificate { return p.creds.Current().UserCAs },
-		ClusterName:    p.creds.Current().ClusterName,
-		Locks:          locks.get,
-		Emitter:        p.audit,
-		Logger:         p.log.Named("postgres"),
+	frontend := func(name string) proxy.Frontend {
+		return proxy.Frontend{
+			Dispatcher:  p.dispatcher,
+			UserCAs:     func() []*x509.Certificate { return p.creds.Current().UserCAs },
+			ClusterName: p.creds.Current().ClusterName,
+			Locks:       locks.get,
+			Emitter:     p.audit,
+			Logger:      p.log.Named(name),
+		}
 	}
+	p.pg = &proxy.PostgresServer{Frontend: frontend("postgres"), GetCertificate: p.router.GetCertificate}
 	p.pgTLS = p.router.Handle([]string{proxy.ALPNPostgres, proxy.ALPNPostgresDirect}, proxy.Route{ClientAuth: requestClientCert})
 	if cfg.Proxy.PostgresListen != "" {
 		p.pgNative, err = net.Listen("tcp", cfg.Proxy.PostgresListen)
