@@ -17,7 +17,8 @@ const (
 )
 
 // Database-session event codes (family D). D1xxx are protocol-independent
-// session events, D2xxx PostgreSQL protocol steps; D3xxx is left for MySQL.
+// session events, D2xxx PostgreSQL protocol steps, D3xxx MySQL ones
+// (db_mysql_events.go).
 const (
 	CodeDatabaseSessionStart        = "D1000I"
 	CodeDatabaseSessionStartFailure = "D1000W" // refused: denied by policy, database down, ...
@@ -57,7 +58,7 @@ func dbDefaultCode(typ string, failed bool) string {
 	case TypePostgresFunction:
 		return CodePostgresFunction
 	}
-	return ""
+	return mysqlDefaultCode(typ)
 }
 
 // newDBEvent returns an empty event struct for a database-session type, or
@@ -81,7 +82,7 @@ func newDBEvent(typ string) Event {
 	case TypePostgresFunction:
 		return &PostgresFunctionCall{}
 	}
-	return nil
+	return newMySQLEvent(typ)
 }
 
 // SessionMetadata identifies one database session: every event of a

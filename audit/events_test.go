@@ -132,7 +132,7 @@ func goldenEvents() []struct {
 			ResourceMetadata:   ResourceMetadata{Kind: KindRole, Name: "Admin"},
 			Reason:             `role "access" does not allow updating roles`,
 		}},
-	}, dbGoldenEvents()...)
+	}, append(dbGoldenEvents(), mysqlGoldenEvents()...)...)
 }
 
 // TestGolden pins the JSON schema of every event type. Run with -update to
@@ -188,7 +188,7 @@ func TestGoldenCoversEveryStruct(t *testing.T) {
 	for _, tc := range goldenEvents() {
 		seen[reflect.TypeOf(tc.event)] = true
 	}
-	for _, e := range append([]Event{&UserLogin{}, &CertificateCreate{}, &ResourceChange{}, &AgentJoin{}, &AccessDenied{}}, dbEventStructs()...) {
+	for _, e := range append([]Event{&UserLogin{}, &CertificateCreate{}, &ResourceChange{}, &AgentJoin{}, &AccessDenied{}}, append(dbEventStructs(), mysqlEventStructs()...)...) {
 		if !seen[reflect.TypeOf(e)] {
 			t.Errorf("no golden event for %T", e)
 		}

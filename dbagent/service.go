@@ -33,6 +33,9 @@ type Database struct {
 	Description string `yaml:"description" json:"description,omitempty"`
 	// TLS says how the agent verifies the database server.
 	TLS DatabaseTLS `yaml:"tls" json:"-"`
+	// AllowLoadDataLocal lets MySQL clients use LOAD DATA LOCAL INFILE
+	// (the file's contents are not audited); refused by default.
+	AllowLoadDataLocal bool `yaml:"allow_load_data_local" json:"-"`
 }
 
 // DatabaseTLS configures the agent's TLS connection to a database.
@@ -89,9 +92,10 @@ type Service struct {
 	// time.Now).
 	Clock func() time.Time
 
-	policy    policyCache
-	dbCerts   dbCertCache
-	pgCancels pgCancels
+	policy     policyCache
+	dbCerts    dbCertCache
+	pgCancels  pgCancels
+	mysqlConns mysqlConns
 
 	mu     sync.Mutex
 	tunnel *tunnel.Agent

@@ -54,6 +54,8 @@ func (s *Service) handleSession(ctx context.Context, conn net.Conn, extra []byte
 	case req.Type == protocol.SessionCancel:
 	case id.Route.Protocol == "postgres":
 		sess.servePostgres(ctx)
+	case id.Route.Protocol == "mysql":
+		sess.serveMySQL(ctx)
 	default:
 		log.Warn("refused a session for an unsupported protocol", zap.String("protocol", id.Route.Protocol))
 	}

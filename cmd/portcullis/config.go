@@ -46,6 +46,12 @@ type ProxyRole struct {
 	// PostgresPublicAddr is what clients dial for PostgresListen (default:
 	// its listen address, on the public host).
 	PostgresPublicAddr string `yaml:"postgres_public_addr"`
+	// MySQLListen, if set, is a native MySQL port (the server greeting,
+	// then the client's TLS upgrade) for the mysql and mariadb clients.
+	MySQLListen string `yaml:"mysql_listen"`
+	// MySQLPublicAddr is what clients dial for MySQLListen (default: its
+	// listen address, on the public host).
+	MySQLPublicAddr string `yaml:"mysql_public_addr"`
 }
 
 // DBRole configures the database agent.
@@ -163,6 +169,11 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 		if c.Proxy.PostgresListen != "" {
 			if _, _, err := net.SplitHostPort(c.Proxy.PostgresListen); err != nil {
 				return nil, fmt.Errorf("proxy.postgres_listen %q is not host:port", c.Proxy.PostgresListen)
+			}
+		}
+		if c.Proxy.MySQLListen != "" {
+			if _, _, err := net.SplitHostPort(c.Proxy.MySQLListen); err != nil {
+				return nil, fmt.Errorf("proxy.mysql_listen %q is not host:port", c.Proxy.MySQLListen)
 			}
 		}
 		if !c.Auth.Enabled && c.Proxy.AuthAddr == "" {

@@ -107,25 +107,45 @@ func (p *proxyRole) setupDatabases(cfg *Config) error {
 		}
 	}
 	p.pg = &proxy.PostgresServer{Frontend: frontend("postgres"), GetCertificate: p.router.GetCertificate}
+	p.my = &proxy.MySQLServer{Frontend: frontend("mysql"), GetCertificate: p.router.GetCertificate}
+	p.myTLS = p.router.Handle([]string{proxy.ALPNMySQL}, proxy.Route{ClientAuth: requestClientCert})
+	if cfg.Proxy.MySQLListen != "" {
+		p.myNative, err = net.Listen("tcp", cfg.Proxy.MySQLListen)
+		if err != nil {
+			return err
+		}
+		p.settings.MySQLAddr = publicAddrFor(cfg.Proxy.MySQLPublicAddr, p.publicAddr, p.myNative)
+	}
 	p.pgTLS = p.router.Handle([]string{proxy.ALPNPostgres, proxy.ALPNPostgresDirect}, proxy.Route{ClientAuth: requestClientCert})
 	if cfg.Proxy.PostgresListen != "" {
 		p.pgNative, err = net.Listen("tcp", cfg.Proxy.PostgresListen)
 		if err != nil {
 			return err
 		}
-		p.settings.PostgresAddr = cfg.Proxy.PostgresPublicAddr
-		if p.settings.PostgresAddr == "" {
-			host, _, _ := net.SplitHostPort(p.publicAddr)
-			_, port, _ := net.SplitHostPort(p.pgNative.Addr().String())
-			p.settings.PostgresAddr = net.JoinHostPort(host, port)
-		}
+		p.settings.PostgresAddr = publicAddrFor(cfg.Proxy.PostgresPublicAddr, p.publicAddr, p.pgNative)
 	}
 	return nil
+}
+
+// publicAddrFor is the address clients dial for a native listener: the
+// configured one, or the listener's port on the proxy's public host.
+func publicAddrFor(configured, publicAddr string, l net.Listener) string {
+	if configured != "" {
+		return configured
+	}
+	host, _, _ := net.SplitHostPort(publicAddr)
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return net.JoinHostPort(host, port)
 }
 
 // runDatabases serves the database front ends until ctx is done.
 func (p *proxyRole) runDatabases(ctx context.Context, errc chan<- error) {
 	go func() { errc <- p.pg.ServeTLS(p.pgTLS) }()
+	go func() { errc <- p.my.ServeTLS(p.myTLS) }()
+	if p.myNative != nil {
+		p.log.Info("MySQL listening", zap.String("addr", p.myNative.Addr().String()), zap.String("public_addr", p.settings.MySQLAddr))
+		go func() { errc <- p.my.Serve(p.myNative) }()
+	}
 	if p.pgNative != nil {
 		p.log.Info("PostgreSQL listening", zap.String("addr", p.pgNative.Addr().String()), zap.String("public_addr", p.settings.PostgresAddr))
 		go func() { errc <- p.pg.Serve(p.pgNative) }()
@@ -134,6 +154,7 @@ func (p *proxyRole) runDatabases(ctx context.Context, errc chan<- error) {
 
 func (p *proxyRole) closeDatabases() {
 	p.pg.Close()
+	p.my.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	p.audit.Close(ctx)

@@ -77,6 +77,9 @@ type proxyRole struct {
 	pg         *proxy.PostgresServer
 	pgTLS      net.Listener
 	pgNative   net.Listener
+	my         *proxy.MySQLServer
+	myTLS      net.Listener
+	myNative   net.Listener
 }
 
 // requestClientCert asks clients for a certificate that the handlers
@@ -180,7 +183,7 @@ func (p *proxyRole) authClient() (*authclient.Client, error) {
 func (p *proxyRole) run(ctx context.Context) error {
 	p.log.Info("proxy listening", zap.String("addr", p.l.Addr().String()), zap.String("public_addr", p.publicAddr),
 		zap.String("host_id", p.creds.Current().HostID), zap.String("auth", p.authAddr))
-	errc := make(chan error, 5)
+	errc := make(chan error, 7)
 	go func() { errc <- p.router.Serve(p.l) }()
 	go func() { errc <- p.tunnel.Serve(p.tunnelL) }()
 	go func() { errc <- p.httpSrv.Serve(p.httpL) }()
@@ -234,8 +237,10 @@ func (p *proxyRole) heartbeat(ctx context.Context) {
 
 func (p *proxyRole) Close() error {
 	p.router.Close()
-	if p.pgNative != nil {
-		p.pgNative.Close()
+	for _, l := range []net.Listener{p.pgNative, p.myNative} {
+		if l != nil {
+			l.Close()
+		}
 	}
 	if p.audit != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
