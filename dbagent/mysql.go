@@ -124,11 +124,16 @@ func (ss *session) serveMySQL(ctx context.Context) {
 	if err != nil {
 		var se *mysql.ServerError
 		switch {
+		// A password demand also unwraps to the server's error: say why
+		// in our words before forwarding the server's.
+		case mysql.IsPasswordRequired(err):
+			refuse(mysql.CodeAccessDenied, mysql.StateAccessDenied, err.Error())
 		case errors.As(err, &se):
 			ss.emitStart(se.Error())
 			se.Forward(c, start.Sequence)
-		case mysql.IsPasswordRequired(err), mysql.IsCapability(err):
-			refuse(mysql.CodeAccessDenied, mysql.StateAccessDenied, err.Error())
+		case mysql.IsCapability(err):
+			ss.log.Warn("the database cannot frame results as the client negotiated", zap.Error(err))
+			refuse(mysql.CodeConnectionFailure, mysql.StateGeneral, err.Error())
 		default:
 			ss.log.Warn("cannot start a session with the database", zap.Error(err))
 			refuse(mysql.CodeConnectionFailure, mysql.StateGeneral, fmt.Sprintf("database %q refused the agent's connection; an administrator can find why in the agent's log", ss.db.Name))

@@ -115,8 +115,8 @@ type testAgent struct {
 	frontTLS  *tls.Config
 	upTLS     map[string]*tls.Config // per database user
 	rec       *recorder
-	configure func(*Relay)           // adjusts each session's Relay
-	upstream  func(*UpstreamParams)  // adjusts each session's login
+	configure func(*Relay)          // adjusts each session's Relay
+	upstream  func(*UpstreamParams) // adjusts each session's login
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -358,4 +358,21 @@ func (a *testAgent) rawClient(t *testing.T, user, database string, options ...cl
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// serverFiles makes a certificate for 127.0.0.1 signed by the shared
+// database CA, which the test clients trust.
+func serverFiles(t *testing.T) string {
+	t.Helper()
+	return dbtest.ServerFiles(t, shared.CA(t))
+}
+
+// clientTLSFor trusts the shared database CA and presents a certificate
+// for user.
+func clientTLSFor(t *testing.T, user string) *tls.Config {
+	t.Helper()
+	dbCA := shared.CA(t)
+	cert, key := dbtest.ClientFiles(t, dbCA, user)
+	cfg := dbtest.ClientTLS(t, serverFiles(t)+".cas", cert, key)
+	return cfg
 }

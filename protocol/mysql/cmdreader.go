@@ -38,7 +38,8 @@ type cmdReader struct {
 // startCommand starts reading the command at the head of the client
 // stream; its header has been peeked.
 func (s *session) startCommand(cmd byte, forward bool) *cmdReader {
-	cr := &cmdReader{s: s, cmd: cmd, forward: forward}
+	cr := &s.cr
+	*cr = cmdReader{s: s, cmd: cmd, forward: forward}
 	if cmd == gomysql.COM_QUERY || cmd == gomysql.COM_STMT_PREPARE {
 		// Already buffered: does not block.
 		if k := min(s.br.Buffered(), 5+refusedPrefix); k > 5 {
@@ -62,6 +63,7 @@ func (c *cmdReader) openPacket(first bool) error {
 	n := int(head[0]) | int(head[1])<<8 | int(head[2])<<16
 	seq := head[3]
 	if !first && seq != c.seq+1 {
+		c.seq = seq
 		return errOutOfOrder
 	}
 	c.seq = seq
@@ -207,6 +209,7 @@ func (c *cmdReader) drain() error {
 		}
 		n := int(head[0]) | int(head[1])<<8 | int(head[2])<<16
 		if head[3] != c.seq+1 {
+			c.seq = head[3]
 			return errOutOfOrder
 		}
 		c.seq = head[3]
@@ -330,8 +333,8 @@ func (s *source) value(n uint64, keep int) ([]byte, error) {
 		s.buf = s.buf[n:]
 		return p, nil
 	}
-	if n > uint64(maxDrain)*4 {
-		return nil, errShort
+	if n > uint64(s.cr.s.maxSize) {
+		return nil, errShort // longer than any command the relay passes on
 	}
 	p, err := s.read(min(int(n), keep))
 	if err != nil {

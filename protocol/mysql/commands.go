@@ -126,7 +126,12 @@ func (s *session) clientToServer() error {
 			}
 			s.infile = cmd == gomysql.COM_QUERY && s.r.AllowLoadDataLocal
 		default:
-			if err := s.stream(cmd); err != nil {
+			if n < maxPayload && int64(n) <= s.maxSize && n+4 <= s.inPlace {
+				err = s.forwardRaw(n + 4)
+			} else {
+				err = s.stream(cmd)
+			}
+			if err != nil {
 				return err
 			}
 			if cmd == gomysql.COM_RESET_CONNECTION {
@@ -206,7 +211,7 @@ func (s *session) streamInfile() error {
 // forwardAudited decodes and audits the command at the head of the client
 // stream, whose first packet has an n-byte payload, and forwards it.
 func (s *session) forwardAudited(cmd byte, n int) error {
-	if n < maxPayload && int64(n) <= s.maxSize && n+4 <= s.br.Size() {
+	if n < maxPayload && int64(n) <= s.maxSize && n+4 <= s.inPlace {
 		frame, err := s.peek(n + 4)
 		if err != nil {
 			return s.readError(err)
@@ -283,37 +288,44 @@ func (s *session) refuseCommand(cmd byte, reason string) error {
 // of sequence (audited, with the rest of the command read so that the
 // client reads the ERR packet), the error itself otherwise.
 func (s *session) commandError(cr *cmdReader, err error) error {
+	if !errors.Is(err, errTooLarge) && !errors.Is(err, errOutOfOrder) && !errors.Is(err, errShort) && !errors.Is(err, errMalformed) {
+		return err
+	}
+	ref := &refusal{partial: cr.partial}
+	cr.forward = false
+	if errors.Is(err, errOutOfOrder) {
+		// Where the command ends is unknown: answer the packet that broke
+		// the sequence.
+		ref.drained = true
+	} else {
+		derr := cr.drain()
+		ref.drained = derr == nil || errors.Is(derr, errOutOfOrder)
+	}
+	ref.seq = cr.seq + 1
 	var reason string
 	var code uint16 = CodeMalformedPacket
 	switch {
 	case errors.Is(err, errTooLarge):
 		code = CodePacketTooLarge
-		reason = fmt.Sprintf("a command of more than %d bytes exceeds the limit of %d bytes; send large data in smaller statements", cr.total, s.maxSize)
-		if cr.final {
-			reason = fmt.Sprintf("a command of %d bytes exceeds the limit of %d bytes; send large data in smaller statements", cr.total, s.maxSize)
+		size := fmt.Sprintf("of %d bytes", cr.total)
+		if !cr.final {
+			size = fmt.Sprintf("of more than %d bytes", cr.total)
 		}
+		reason = fmt.Sprintf("a command %s exceeds the limit of %d bytes; send large data in smaller statements", size, s.maxSize)
 	case errors.Is(err, errOutOfOrder):
 		reason = fmt.Sprintf("the client sent packet %d of a command out of sequence; it does not follow the MySQL protocol", cr.seq)
-	case errors.Is(err, errShort), errors.Is(err, errMalformed):
-		reason = malformedReason(cr.cmd, err)
 	default:
-		return err
+		reason = malformedReason(cr.cmd, err)
 	}
-	query := ""
-	if cr.prefix != "" {
-		query = cr.prefix + marker(cr.total-1)
-	}
-	ref := &refusal{
-		PacketRefusedError: PacketRefusedError{Command: cr.cmd, Size: cr.total, Code: code, Reason: reason},
-		partial:            cr.partial,
-	}
-	cr.forward = false
-	ref.drained = cr.drain() == nil
-	ref.seq = cr.seq + 1
+	ref.PacketRefusedError = PacketRefusedError{Command: cr.cmd, Size: cr.total, Code: code, Reason: reason}
 	if !cr.partial {
 		if ferr := s.bw.Flush(); ferr != nil {
 			return &serverWriteError{ferr}
 		}
+	}
+	query := ""
+	if cr.prefix != "" {
+		query = cr.prefix + marker(cr.total-1)
 	}
 	s.auditRefusal(cr.cmd, cr.total, query, reason)
 	return ref

@@ -98,7 +98,11 @@ func (d *decoder) text(prefix []byte, size int64) string {
 		return string(prefix)
 	}
 	cut := runeCut(prefix, min(len(prefix), d.queryLimit))
-	return string(prefix[:cut]) + marker(size)
+	var b strings.Builder
+	b.Grow(cut + markerMax)
+	b.Write(prefix[:cut])
+	writeMarker(&b, size)
+	return b.String()
 }
 
 // marker is the end of a cut value of size bytes.
@@ -183,6 +187,9 @@ func (d *decoder) decode(cmd byte, src *source, inPlace bool) (ev audit.Event, r
 		st := d.stmts.get(id)
 		if cmd == gomysql.COM_STMT_CLOSE {
 			d.stmts.remove(id)
+			if id == d.last {
+				d.last = lastStatement
+			}
 			return &audit.MySQLStatementClose{
 				Metadata:                d.meta(audit.TypeMySQLStatementClose),
 				DatabaseSessionMetadata: d.session,

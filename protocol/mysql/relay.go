@@ -167,6 +167,11 @@ func (r *Relay) Run(ctx context.Context) (Stats, error) {
 	if r.Server == nil {
 		return Stats{}, errors.New("mysql: Relay.Server is nil; set it to the database connection (Upstream.Conn)")
 	}
+	return r.newSession(ctx).run(ctx)
+}
+
+// newSession sets up the state of one Run.
+func (r *Relay) newSession(ctx context.Context) *session {
 	s := &session{
 		r:       r,
 		log:     r.Logger,
@@ -175,6 +180,7 @@ func (r *Relay) Run(ctx context.Context) (Stats, error) {
 		maxSize: int64(r.MaxPacketSize),
 		br:      bufio.NewReaderSize(r.Client, bufferSize),
 		bw:      bufio.NewWriterSize(r.Server, bufferSize),
+		inPlace: bufferSize,
 	}
 	s.dec = newDecoder(r, &s.watch)
 	if s.log == nil {
@@ -188,7 +194,7 @@ func (r *Relay) Run(ctx context.Context) (Stats, error) {
 	if s.maxSize <= 0 {
 		s.maxSize = DefaultMaxPacketSize
 	}
-	return s.run(ctx)
+	return s
 }
 
 // session is the state of one Run.
@@ -199,12 +205,14 @@ type session struct {
 	emitCtx context.Context
 	dec     *decoder
 	maxSize int64
+	inPlace int // commands whose first packet (header included) fits are decoded in place
 	watch   prepWatch
 
 	// Owned by the client -> server goroutine until it ends.
 	br           *bufio.Reader
 	bw           *bufio.Writer
 	src          source
+	cr           cmdReader
 	fromClient   int64
 	emitFailures int
 	infile       bool // the last command was COM_QUERY and LOAD DATA LOCAL is allowed

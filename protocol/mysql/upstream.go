@@ -154,7 +154,7 @@ func ConnectUpstream(ctx context.Context, conn net.Conn, tlsConfig *tls.Config, 
 	if missing := p.Capabilities & framingCapabilities &^ serverCaps; missing != 0 {
 		return nil, &CapabilityError{Missing: capabilityNames(missing)}
 	}
-	want := p.Capabilities & serverCaps
+	want := p.Capabilities & ProxyCapabilities & serverCaps
 	if !p.AllowLoadDataLocal {
 		want &^= gomysql.CLIENT_LOCAL_FILES
 	}
@@ -195,6 +195,12 @@ func ConnectUpstream(ctx context.Context, conn net.Conn, tlsConfig *tls.Config, 
 	if !ok {
 		return nil, errors.New("mysql: the database session is not encrypted after the login; this is a bug in Portcullis")
 	}
+	// What go-mysql asked for: the flags above, TLS, and the login's
+	// own (attributes, which it always sends, and the database).
+	sent := want | goMySQLRequired | gomysql.CLIENT_SSL | gomysql.CLIENT_CONNECT_ATTRS
+	if p.Database != "" {
+		sent |= gomysql.CLIENT_CONNECT_WITH_DB
+	}
 	var status uint16
 	if cl.IsAutoCommit() {
 		status |= gomysql.SERVER_STATUS_AUTOCOMMIT
@@ -206,7 +212,7 @@ func ConnectUpstream(ctx context.Context, conn net.Conn, tlsConfig *tls.Config, 
 		Conn:          tlsConn,
 		ConnectionID:  cl.GetConnectionID(),
 		ServerVersion: cl.GetServerVersion(),
-		Capabilities:  (want | goMySQLRequired | gomysql.CLIENT_SSL) & serverCaps,
+		Capabilities:  sent & serverCaps,
 		Status:        status,
 	}, nil
 }
@@ -333,11 +339,4 @@ func watchContext(ctx context.Context, conn net.Conn) (stop func() error) {
 		conn.SetDeadline(time.Time{})
 		return nil
 	}
-}
-
-// isNetError reports whether err comes from the network rather than from
-// the bytes read.
-func isNetError(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed)
 }
