@@ -32,4 +32,22 @@
 // caller with a Proxy host certificate, and the forwarder removes any that
 // a client sends. Errors come in the Auth service's JSON envelope
 // ({"error": {"code", "message"}}), so clients handle them alike.
+//
+// # Database sessions
+//
+// [PostgresServer] and [MySQLServer] accept database clients on native
+// ports (PostgreSQL's SSLRequest; MySQL's greeting and TLS upgrade) and on
+// the Router's ALPN routes. What they share is the [Frontend]: the client's
+// certificate must be a user certificate of this cluster carrying a route
+// to a database of that protocol, agreeing with the user and database the
+// client asked for, and the user must not be locked. Every refusal reaches
+// the client in its protocol's own error form (an ErrorResponse, an ERR
+// packet), as one sentence, and is audited as a failed db.session.start.
+// A [Dispatcher] then picks an agent that serves the database (from the
+// agents' tunnel metadata), opens a tunnel channel to it and speaks mutual
+// TLS inside with a short-lived session certificate from the Auth service,
+// cached per user certificate so that a new connection costs no signing
+// round trip. After the login the proxy copies bytes both ways; the agent
+// audits. A PostgreSQL CancelRequest (Ctrl-C in psql) is routed to the
+// agent of the session whose key it carries.
 package proxy
