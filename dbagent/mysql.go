@@ -158,6 +158,7 @@ func (ss *session) serveMySQL(ctx context.Context) {
 		ClusterName:        ss.svc.Credentials.Current().ClusterName,
 		Session:            ss.meta,
 		AllowLoadDataLocal: ss.db.AllowLoadDataLocal,
+		MaxPacketSize:      ss.db.MaxPacketSize,
 		ConnIDs: func(id uint32) (uint32, bool) {
 			return ss.svc.mysqlConns.lookup(id, user, dbSvc)
 		},

@@ -36,6 +36,14 @@ type Database struct {
 	// AllowLoadDataLocal lets MySQL clients use LOAD DATA LOCAL INFILE
 	// (the file's contents are not audited); refused by default.
 	AllowLoadDataLocal bool `yaml:"allow_load_data_local" json:"-"`
+	// MaxPacketSize bounds a MySQL client's command in bytes (the
+	// statement or prepared-statement parameters with their data,
+	// continuation packets included): a larger one is refused with
+	// ER_NET_PACKET_TOO_LARGE, audited, and ends the session, without
+	// the agent holding it. 0 means mysql.DefaultMaxPacketSize (64 MiB,
+	// MySQL's default max_allowed_packet); set it to the database's
+	// max_allowed_packet or lower.
+	MaxPacketSize int `yaml:"max_packet_size" json:"-"`
 }
 
 // DatabaseTLS configures the agent's TLS connection to a database.
@@ -61,6 +69,9 @@ func (d *Database) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(d.URI); err != nil {
 		return fmt.Errorf("database %q: uri %q is not host:port", d.Name, d.URI)
+	}
+	if d.MaxPacketSize < 0 {
+		return fmt.Errorf("database %q: max_packet_size %d is negative; leave it out for the default of 64 MiB", d.Name, d.MaxPacketSize)
 	}
 	return nil
 }

@@ -79,6 +79,10 @@ func (s *MySQLServer) handle(ctx context.Context, c net.Conn, tlsConfig *tls.Con
 	})
 	if err != nil {
 		// ServerHandshake has told the client why, where it could.
+		var te *mysql.TLSRequiredError
+		if errors.As(err, &te) {
+			s.auditRefusal(nil, "mysql", te.Username, te.Database, te.Addr, mysql.TLSRequiredMessage)
+		}
 		s.log().Debug("MySQL login failed", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
 		return
 	}

@@ -29,6 +29,21 @@ type myCluster struct {
 	home    string
 	cfg     *client.DatabaseConfig
 	profile *client.Profile
+
+	proxyAddr string // the proxy's public (API and tunnel) port
+	pin       string // the host CA pin clients log in with
+	alice     *myUser
+}
+
+// myClusterOptions adds to what startMyCluster builds.
+type myClusterOptions struct {
+	// users are MariaDB users besides alice (each logs in by a
+	// certificate with their own name, and may use database app).
+	users []string
+	// databases are more entries for the agent's db.databases, in YAML
+	// flow style; "$ADDR" stands for the MariaDB's address. They all
+	// serve the same MariaDB under other names and settings.
+	databases []string
 }
 
 // dbServerFiles signs a database server certificate with the cluster's
@@ -55,6 +70,15 @@ func dbServerFiles(t *testing.T, admin *authclient.Client) string {
 
 func startMyCluster(t *testing.T) *myCluster {
 	t.Helper()
+	return startMyClusterWith(t, myClusterOptions{})
+}
+
+// startMyClusterWith starts the cluster daemon (auth, proxy with a native
+// MySQL port), a MariaDB configured from its database CA, and an agent
+// daemon that joined with a token and serves the MariaDB as my1 (and as
+// opts.databases); alice logs in and gets her route certificate for my1.
+func startMyClusterWith(t *testing.T, opts myClusterOptions) *myCluster {
+	t.Helper()
 	ctx := context.Background()
 	clusterDir := t.TempDir()
 	proxyAddr, myAddr := freeAddr(t), freeAddr(t)
@@ -65,10 +89,14 @@ auth: {enabled: true, listen: "127.0.0.1:0"}
 proxy: {enabled: true, listen: %q, mysql_listen: %q}
 `, clusterDir, proxyAddr, myAddr))
 	admin := adminClient(t, clusterDir)
-	db := dbtest.StartMariaDB(t, dbtest.Options{CertPrefix: dbServerFiles(t, admin), Users: []string{"alice"}, Databases: []string{"app"}})
+	db := dbtest.StartMariaDB(t, dbtest.Options{CertPrefix: dbServerFiles(t, admin), Users: append([]string{"alice"}, opts.users...), Databases: []string{"app"}})
 	tok, err := admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var more strings.Builder
+	for _, d := range opts.databases {
+		fmt.Fprintf(&more, "    - %s\n", strings.ReplaceAll(d, "$ADDR", db.Addr()))
 	}
 	startDaemon(t, fmt.Sprintf(`
 data_dir: %s
@@ -76,44 +104,78 @@ db:
   enabled: true
   proxy_addr: %q
   join_token: %q
+  host_id: agent-my
   heartbeat_interval: 1s
   databases:
     - {name: my1, protocol: mysql, uri: %q}
-`, t.TempDir(), proxyAddr, tok.Secret, db.Addr()))
-	waitFor(t, "my1 in the inventory", 20*time.Second, func() bool {
+%s`, t.TempDir(), proxyAddr, tok.Secret, db.Addr(), more.String()))
+	waitFor(t, "the agent's databases in the inventory", 20*time.Second, func() bool {
 		dbs, err := admin.ListDatabases(ctx)
-		return err == nil && len(dbs) == 1
+		return err == nil && len(dbs) == 1+len(opts.databases)
 	})
-	_, err = admin.CreateUser(ctx, authclient.CreateUserRequest{
-		User:     authclient.User{Name: "alice", Roles: []string{"access"}, Traits: map[string][]string{"db_users": {"alice"}, "db_names": {"app"}}},
-		Password: "alice's password",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := admin.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pin string
-	for _, c := range st.CAs {
-		if c.Type == "host" {
-			pin = c.Fingerprint
+	c := &myCluster{admin: admin, db: db, proxyAddr: proxyAddr}
+	for _, a := range st.CAs {
+		if a.Type == "host" {
+			c.pin = a.Fingerprint
 		}
 	}
+	c.alice = c.addUser(t, "alice", []string{"access"})
+	c.profile, c.home, c.cfg = c.alice.profile, c.alice.home, c.alice.cfg
+	return c
+}
+
+// myUser is a user of the cluster logged in with pcl's profile code, with
+// a route certificate for my1 as the db user of their own name.
+type myUser struct {
+	name    string
+	profile *client.Profile
+	home    string
+	cfg     *client.DatabaseConfig
+}
+
+// addUser creates a user with roles whose db_users trait is their own
+// name and db_names trait "app", logs them in and gets their route
+// certificate for my1.
+func (c *myCluster) addUser(t *testing.T, name string, roles []string) *myUser {
+	t.Helper()
+	ctx := context.Background()
+	_, err := c.admin.CreateUser(ctx, authclient.CreateUserRequest{
+		User:     authclient.User{Name: name, Roles: roles, Traits: map[string][]string{"db_users": {name}, "db_names": {"app"}}},
+		Password: name + "'s password",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	home := t.TempDir()
-	profile, err := client.Login(ctx, client.LoginRequest{ProxyAddr: proxyAddr, Username: "alice", Password: "alice's password", CAPin: pin}, client.WithHome(home))
+	profile, err := client.Login(ctx, client.LoginRequest{ProxyAddr: c.proxyAddr, Username: name, Password: name + "'s password", CAPin: c.pin}, client.WithHome(home))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := profile.DatabaseLogin(ctx, "my1", "alice", "app"); err != nil {
+	u := &myUser{name: name, profile: profile, home: home}
+	u.cfg = u.route(t, "my1")
+	return u
+}
+
+// route gets u a route certificate for database service as the db user
+// of u's name, on database app, and returns how to reach it.
+func (u *myUser) route(t *testing.T, service string) *client.DatabaseConfig {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := u.profile.DatabaseLogin(ctx, service, u.name, "app"); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := profile.DatabaseConfig(ctx, "my1")
+	cfg, err := u.profile.DatabaseConfig(ctx, service)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &myCluster{admin: admin, db: db, home: home, cfg: cfg, profile: profile}
+	if cfg.Port == 0 || cfg.AddrGuessed {
+		t.Fatalf("the proxy did not advertise its MySQL port: %+v", cfg)
+	}
+	return cfg
 }
 
 func (c *myCluster) queries(t *testing.T, want int) []string {
@@ -137,6 +199,7 @@ func (c *myCluster) queries(t *testing.T, want int) []string {
 }
 
 func TestMariaDBCLIThroughTheCluster(t *testing.T) {
+	t.Parallel()
 	c := startMyCluster(t)
 	cmd, err := c.cfg.Command([]string{"-N", "-B", "-e", "select 42; select current_user()"})
 	if err != nil {
@@ -163,6 +226,7 @@ func TestMariaDBCLIThroughTheCluster(t *testing.T) {
 }
 
 func TestGoSQLDriverThroughTheCluster(t *testing.T) {
+	t.Parallel()
 	c := startMyCluster(t)
 	pair, err := tls.LoadX509KeyPair(c.cfg.CertFile, c.cfg.KeyFile)
 	if err != nil {

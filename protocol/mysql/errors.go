@@ -29,9 +29,12 @@ const (
 	CodeTooManyConnections  = gomysql.ER_CON_COUNT_ERROR
 	StateTooManyConnections = "08004"
 	// CodeConnectionFailure with StateGeneral: the database cannot be
-	// reached (no agent serves it, it is down). It is the code the mysql
-	// client itself uses for a server it cannot reach (CR_CONN_HOST_ERROR).
-	CodeConnectionFailure = 2003
+	// reached (no agent serves it, it is down). It is ER_UNKNOWN_ERROR:
+	// client-side codes such as CR_CONN_HOST_ERROR (2003) cannot be sent
+	// by a server, since the mariadb client shows any code from 2000 to
+	// 2999 in a login ERR as "Received malformed packet" and hides the
+	// message.
+	CodeConnectionFailure = 1105
 	// CodeSecureTransportRequired (ER_SECURE_TRANSPORT_REQUIRED) with
 	// StateGeneral: the client logged in without TLS.
 	CodeSecureTransportRequired = 3159
@@ -162,5 +165,24 @@ func (e *PacketRefusedError) Error() string { return e.Reason }
 // [*PacketRefusedError].
 func IsPacketRefused(err error) bool {
 	var e *PacketRefusedError
+	return errors.As(err, &e)
+}
+
+// TLSRequiredError is a client that logged in without TLS; it was sent
+// [TLSRequiredMessage]. It names the user and database the client asked
+// for, so that the refusal can be audited.
+type TLSRequiredError struct {
+	Username string
+	Database string
+	Addr     string
+}
+
+func (e *TLSRequiredError) Error() string {
+	return fmt.Sprintf("mysql: %s logged in as %q without TLS; it was told to use TLS", e.Addr, e.Username)
+}
+
+// IsTLSRequired reports whether err is a [*TLSRequiredError].
+func IsTLSRequired(err error) bool {
+	var e *TLSRequiredError
 	return errors.As(err, &e)
 }

@@ -191,7 +191,11 @@ func ServerHandshake(conn net.Conn, cfg FrontendConfig) (*ClientHello, error) {
 	if cfg.TLSConfig != nil {
 		if clientCaps&gomysql.CLIENT_SSL == 0 {
 			WriteError(conn, 2, CodeSecureTransportRequired, StateGeneral, TLSRequiredMessage)
-			return nil, fmt.Errorf("mysql: %s logged in without TLS; it was told to use TLS", conn.RemoteAddr())
+			e := &TLSRequiredError{Addr: conn.RemoteAddr().String()}
+			if hr, err := parseHandshakeResponse(first); err == nil {
+				e.Username, e.Database = hr.username, hr.database
+			}
+			return nil, e
 		}
 		if len(first) != sslRequestSize {
 			WriteError(conn, 2, CodeMalformedPacket, StateGeneral, "malformed SSL request; connect with a MySQL client")

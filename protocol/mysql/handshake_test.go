@@ -247,8 +247,18 @@ func TestServerHandshakeRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkERR(t, resp, 2, tc.code, tc.msg)
-			if err := <-f.errs; err == nil {
-				t.Error("ServerHandshake returned no error")
+			err = <-f.errs
+			if err == nil {
+				t.Fatal("ServerHandshake returned no error")
+			}
+			// A plaintext login is a typed error naming the user, so that
+			// the proxy can audit the refusal.
+			var te *TLSRequiredError
+			if got := errors.As(err, &te); got != (tc.code == CodeSecureTransportRequired) {
+				t.Fatalf("TLSRequiredError = %v for %v", got, err)
+			}
+			if te != nil && te.Username != "alice" {
+				t.Errorf("TLSRequiredError names %q, want alice", te.Username)
 			}
 		})
 	}
