@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/protocol/mysql"
 )
 
@@ -147,7 +146,7 @@ func (ss *session) serveMySQL(ctx context.Context) {
 	if err := start.WriteAuthOK(c, up.Status); err != nil {
 		return
 	}
-	ss.log.Info("database session started", zap.String("sid", ss.meta.SessionID), zap.String("db_user", dbUser), zap.String("db_name", dbName))
+	ss.logStarted()
 	c.SetDeadline(time.Time{})
 	started := time.Now()
 	user, dbSvc := ss.id.Username, ss.db.Name
@@ -165,18 +164,9 @@ func (ss *session) serveMySQL(ctx context.Context) {
 		Logger: ss.log,
 	}
 	stats, err := relay.Run(ctx)
-	end := &audit.DatabaseSessionEnd{
-		Metadata:                audit.Metadata{Type: audit.TypeDatabaseSessionEnd},
-		DatabaseSessionMetadata: ss.meta,
-		SessionStart:            started,
-		Duration:                time.Since(started),
-		BytesIn:                 stats.BytesFromClient,
-		BytesOut:                stats.BytesToClient,
-	}
+	reason := ""
 	if mysql.IsPacketRefused(err) {
-		end.Reason = err.Error()
+		reason = err.Error()
 	}
-	ss.emit(end)
-	ss.log.Info("database session ended", zap.String("sid", ss.meta.SessionID), zap.Duration("duration", end.Duration),
-		zap.Int64("bytes_in", end.BytesIn), zap.Int64("bytes_out", end.BytesOut))
+	ss.emitEnd(started, stats.BytesFromClient, stats.BytesToClient, reason)
 }

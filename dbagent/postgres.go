@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
-	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/protocol"
 	"github.com/portcullis-db/portcullis/protocol/postgres"
 )
@@ -170,7 +169,7 @@ func (ss *session) servePostgres(ctx context.Context) {
 		return
 	}
 	ss.emitStart("")
-	ss.log.Info("database session started", zap.String("sid", ss.meta.SessionID), zap.String("db_user", dbUser), zap.String("db_name", dbName))
+	ss.logStarted()
 	c.SetDeadline(time.Time{})
 	started := time.Now()
 	relay := &postgres.Relay{
@@ -182,20 +181,11 @@ func (ss *session) servePostgres(ctx context.Context) {
 		Logger:      ss.log,
 	}
 	stats, err := relay.Run(ctx)
-	end := &audit.DatabaseSessionEnd{
-		Metadata:                audit.Metadata{Type: audit.TypeDatabaseSessionEnd},
-		DatabaseSessionMetadata: ss.meta,
-		SessionStart:            started,
-		Duration:                time.Since(started),
-		BytesIn:                 stats.BytesFromClient,
-		BytesOut:                stats.BytesToClient,
-	}
+	reason := ""
 	if postgres.IsMessageRefused(err) {
-		end.Reason = err.Error()
+		reason = err.Error()
 	}
-	ss.emit(end)
-	ss.log.Info("database session ended", zap.String("sid", ss.meta.SessionID), zap.Duration("duration", end.Duration),
-		zap.Int64("bytes_in", end.BytesIn), zap.Int64("bytes_out", end.BytesOut))
+	ss.emitEnd(started, stats.BytesFromClient, stats.BytesToClient, reason)
 }
 
 // cancelPostgres forwards a CancelRequest for one of this agent's

@@ -119,6 +119,29 @@ func (ss *session) emitStart(reason string) {
 	})
 }
 
+// logStarted logs that the session started.
+func (ss *session) logStarted() {
+	ss.log.Info("database session started", zap.String("sid", ss.meta.SessionID),
+		zap.String("db_user", ss.meta.DatabaseUser), zap.String("db_name", ss.meta.DatabaseName))
+}
+
+// emitEnd records and logs the end of a session that started at started;
+// reason says why the relay ended it, if it did.
+func (ss *session) emitEnd(started time.Time, bytesIn, bytesOut int64, reason string) {
+	end := &audit.DatabaseSessionEnd{
+		Metadata:                audit.Metadata{Type: audit.TypeDatabaseSessionEnd},
+		DatabaseSessionMetadata: ss.meta,
+		SessionStart:            started,
+		Duration:                time.Since(started),
+		BytesIn:                 bytesIn,
+		BytesOut:                bytesOut,
+		Reason:                  reason,
+	}
+	ss.emit(end)
+	ss.log.Info("database session ended", zap.String("sid", ss.meta.SessionID), zap.Duration("duration", end.Duration),
+		zap.Int64("bytes_in", bytesIn), zap.Int64("bytes_out", bytesOut), zap.String("reason", reason))
+}
+
 // upstreamTLS is the agent's TLS configuration towards a database: the
 // client certificate for the database user, and the server verified
 // against the database's CA (the cluster's database CA unless configured).
