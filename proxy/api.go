@@ -276,7 +276,7 @@ func (f *APIForwarder) proxyError(w http.ResponseWriter, r *http.Request, err er
 	}
 	f.log.Warn("cannot forward an API call to the auth service",
 		zap.String("method", r.Method), zap.String("path", r.URL.Path), zap.String("auth_addr", f.target.Host), zap.Error(err))
-	writeAPIError(w, http.StatusBadGateway, authclient.CodeInternal, unreachableMessage)
+	writeAPIError(w, http.StatusBadGateway, authclient.CodeUnavailable, unreachableMessage)
 }
 
 func writeTooLarge(w http.ResponseWriter) {

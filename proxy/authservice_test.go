@@ -292,7 +292,7 @@ func TestAPIForwarderAuthDown(t *testing.T) {
 	c := newClient(t, addr, authclient.TLSConfig(nil, []*x509.Certificate{pki.hostCA.Cert}), nil)
 	_, err = c.Ping(context.Background())
 	var ae *authclient.Error
-	if !errors.As(err, &ae) || ae.Status != http.StatusBadGateway ||
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadGateway || !authclient.IsUnavailable(err) ||
 		ae.Message != "the proxy cannot reach the auth service; try again shortly" {
 		t.Fatalf("ping with the auth service down: %#v", err)
 	}
