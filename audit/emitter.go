@@ -127,6 +127,17 @@ func stamp(e Event, clock func() time.Time, rnd io.Reader) error {
 }
 
 // newID returns a random (version 4) UUID read from rnd.
+// NewSessionID returns a random UUIDv4 for [SessionMetadata.SessionID].
+func NewSessionID() string {
+	id, err := newID(nil)
+	if err != nil {
+		// crypto/rand does not fail on supported platforms (since Go 1.24
+		// it crashes the program instead of returning an error).
+		panic(err)
+	}
+	return id
+}
+
 func newID(rnd io.Reader) (string, error) {
 	if rnd == nil {
 		rnd = rand.Reader

@@ -2,7 +2,6 @@ package dbagent
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -91,7 +90,7 @@ type session struct {
 // metadata fills the fields every event of the session carries.
 func (ss *session) metadata(protocolName, dbUser, dbName string) audit.DatabaseSessionMetadata {
 	var m audit.DatabaseSessionMetadata
-	m.SessionID = newSessionID()
+	m.SessionID = audit.NewSessionID()
 	m.User, m.Roles = ss.id.Username, ss.id.Roles
 	m.DatabaseService, m.DatabaseProtocol = ss.id.Route.ServiceName, protocolName
 	m.DatabaseUser, m.DatabaseName = dbUser, dbName
@@ -170,13 +169,4 @@ func (ss *session) upstreamTLS(cert *tls.Certificate) (*tls.Config, error) {
 		ServerName:   name,
 		Certificates: []tls.Certificate{*cert},
 	}, nil
-}
-
-// newSessionID returns a random UUIDv4.
-func newSessionID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -141,7 +140,7 @@ func (f *Frontend) auditRefusal(id *ca.Identity, protocolName, user, db, clientA
 		Metadata: audit.Metadata{Type: audit.TypeDatabaseSessionStart, ClusterName: f.ClusterName},
 		Status:   audit.Status{Success: false, Error: msg},
 	}
-	e.SessionID = newSessionID()
+	e.SessionID = audit.NewSessionID()
 	e.DatabaseProtocol = protocolName
 	e.DatabaseUser, e.DatabaseName = user, db
 	e.ClientAddr = clientAddr
@@ -255,13 +254,4 @@ func (f *Frontend) handshakeTimeout() time.Duration {
 		return f.HandshakeTimeout
 	}
 	return DefaultHandshakeTimeout
-}
-
-// newSessionID returns a random UUIDv4.
-func newSessionID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
