@@ -68,6 +68,22 @@ func dbServerFiles(t *testing.T, admin *authclient.Client) string {
 	return prefix
 }
 
+// hostPin is the cluster's host CA pin, as `pctl status` shows it.
+func hostPin(t *testing.T, admin *authclient.Client) string {
+	t.Helper()
+	st, err := admin.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range st.CAs {
+		if a.Type == "host" {
+			return a.Fingerprint
+		}
+	}
+	t.Fatal("the cluster reports no host CA")
+	return ""
+}
+
 func startMyCluster(t *testing.T) *myCluster {
 	t.Helper()
 	return startMyClusterWith(t, myClusterOptions{})
@@ -113,16 +129,7 @@ db:
 		dbs, err := admin.ListDatabases(ctx)
 		return err == nil && len(dbs) == 1+len(opts.databases)
 	})
-	st, err := admin.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &myCluster{admin: admin, db: db, proxyAddr: proxyAddr}
-	for _, a := range st.CAs {
-		if a.Type == "host" {
-			c.pin = a.Fingerprint
-		}
-	}
+	c := &myCluster{admin: admin, db: db, proxyAddr: proxyAddr, pin: hostPin(t, admin)}
 	c.alice = c.addUser(t, "alice", []string{"access"})
 	c.profile, c.home, c.cfg = c.alice.profile, c.alice.home, c.alice.cfg
 	return c

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/client"
 	"github.com/portcullis-db/portcullis/internal/dbtest"
@@ -49,24 +46,7 @@ proxy: {enabled: true, listen: %q, postgres_listen: %q}
 `, clusterDir, proxyAddr, pgAddr))
 	admin := adminClient(t, clusterDir)
 
-	// The database trusts the cluster's database CA, exactly as
-	// `pctl auth sign --format db` configures it.
-	key, err := ca.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := authclient.MarshalPublicKey(key.Public())
-	signed, err := admin.SignDatabaseCert(ctx, authclient.DatabaseCertRequest{PublicKey: pub, Hosts: []string{"127.0.0.1", "localhost"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := ca.ParseCertPEM([]byte(signed.Cert))
-	dbCA, _ := ca.ParseCertPEM([]byte(signed.DBCAs[0]))
-	prefix := filepath.Join(t.TempDir(), "db")
-	if err := ca.WriteDatabaseServerFiles(prefix, cert.Raw, key, []*x509.Certificate{dbCA}); err != nil {
-		t.Fatal(err)
-	}
-	pg := dbtest.StartPostgres(t, dbtest.Options{CertPrefix: prefix, Users: []string{"alice", "bob", "carol"}, Databases: []string{"app"}})
+	pg := dbtest.StartPostgres(t, dbtest.Options{CertPrefix: dbServerFiles(t, admin), Users: []string{"alice", "bob", "carol"}, Databases: []string{"app"}})
 
 	tok, err := admin.CreateToken(ctx, authclient.CreateTokenRequest{Type: "db"})
 	if err != nil {
@@ -88,16 +68,8 @@ db:
 		return err == nil && len(dbs) == 1
 	})
 
-	st, err := admin.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &pgCluster{admin: admin, pg: pg, cluster: cluster, agent: agent, proxyAddr: proxyAddr, clusterDir: clusterDir}
-	for _, a := range st.CAs {
-		if a.Type == "host" {
-			c.pin = a.Fingerprint
-		}
-	}
+	c := &pgCluster{admin: admin, pg: pg, cluster: cluster, agent: agent, proxyAddr: proxyAddr, clusterDir: clusterDir,
+		pin: hostPin(t, admin)}
 	c.alice = c.addUser(t, "alice", []string{"access"})
 	c.profile, c.home, c.cfg = c.alice.profile, c.alice.home, c.alice.cfg
 	return c
