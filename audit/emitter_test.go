@@ -1,8 +1,11 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"regexp"
 	"sync"
 	"testing"
@@ -211,5 +214,25 @@ func TestZapEmitterZeroValue(t *testing.T) {
 	}
 	if err := z.EmitAuditEvent(context.Background(), &UserLogin{}); err == nil {
 		t.Error("event without type: no error")
+	}
+}
+
+// newID writes the UUID form that fmt's %x groups did.
+func TestNewIDFormat(t *testing.T) {
+	for seed := range 50 {
+		r := bytes.NewReader(bytes.Repeat([]byte{byte(seed * 37), byte(seed), 0xff, 0x01}, 4))
+		raw := make([]byte, 16)
+		r.Read(raw)
+		r.Seek(0, io.SeekStart)
+		got, err := newID(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := raw
+		b[6] = b[6]&0x0f | 0x40
+		b[8] = b[8]&0x3f | 0x80
+		if want := fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]); got != want {
+			t.Fatalf("newID = %s, want %s", got, want)
+		}
 	}
 }

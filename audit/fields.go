@@ -52,6 +52,27 @@ func (f Fields) Time() time.Time {
 // without a trailing newline, with <, > and & left unescaped so that SQL
 // reads naturally. It does not stamp the event.
 func MarshalEvent(e Event) ([]byte, error) {
+	if line, ok := appendEvent(make([]byte, 0, sizeHint(e)), e); ok {
+		return line, nil
+	}
+	return marshalEventReflect(e)
+}
+
+// appendMarshalEvent appends MarshalEvent's output to buf.
+func appendMarshalEvent(buf []byte, e Event) ([]byte, error) {
+	if out, ok := appendEvent(buf, e); ok {
+		return out, nil
+	}
+	line, err := marshalEventReflect(e)
+	if err != nil {
+		return buf, err
+	}
+	return append(buf, line...), nil
+}
+
+// marshalEventReflect is MarshalEvent through encoding/json, for the
+// events without an encoder of their own (see appendEvent).
+func marshalEventReflect(e Event) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -120,12 +120,15 @@ type FileLog struct {
 	f        *os.File // nil after a failed rotation; reopened on the next event
 	cur      logFile  // the file being written; name "" before the first
 	size     int64    // bytes in cur, counting pending
-	day      string   // UTC day cur was started or reopened on
+	day      utcDay   // UTC day cur was started or reopened on
 	pending  []byte   // SyncBatch: whole lines not yet written
 	unsynced bool     // written since the last fsync
 	torn     bool     // the last write was partial: start the next with '\n'
 	deferred error    // a background failure, returned by the next call
 	closed   bool
+
+	// bufs holds buffers for encoding events outside the lock.
+	bufs sync.Pool // of *[]byte
 
 	stop chan struct{} // SyncBatch: stops the sync goroutine
 	done chan struct{} // closed when the sync goroutine has returned
@@ -293,12 +296,30 @@ func (l *FileLog) EmitAuditEvent(_ context.Context, e Event) error {
 	if err := stamp(e, l.clock, l.rand); err != nil {
 		return err
 	}
-	line, err := MarshalEvent(e)
+	bp, _ := l.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	line, err := appendMarshalEvent((*bp)[:0], e)
 	if err != nil {
 		return err
 	}
 	line = append(line, '\n')
+	err = l.write(line)
+	if cap(line) <= maxPooledBuf {
+		*bp = line
+		l.bufs.Put(bp)
+	}
+	return err
+}
 
+// maxPooledBuf is the largest encoding buffer a FileLog keeps for reuse.
+const maxPooledBuf = 64 << 10
+
+// write appends one encoded event (a whole line) to the log; see
+// EmitAuditEvent. It does not keep line.
+func (l *FileLog) write(line []byte) error {
+	var err error
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -438,7 +459,17 @@ func (l *FileLog) Search(ctx context.Context, q Query) (*SearchResult, error) {
 	return Search(ctx, l.dir, q)
 }
 
-func dayOf(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+// utcDay is a calendar day in UTC.
+type utcDay struct {
+	year  int
+	month time.Month
+	day   int
+}
+
+func dayOf(t time.Time) utcDay {
+	y, m, d := t.UTC().Date()
+	return utcDay{y, m, d}
+}
 
 // syncDir fsyncs a directory so that a new file's entry survives a crash.
 // Best effort: some platforms and file systems cannot fsync a directory.

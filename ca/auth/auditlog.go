@@ -1,7 +1,7 @@
 package auth
 
 import (
-	"container/list"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,23 +60,9 @@ func (in *auditIngest) handleEmit(w http.ResponseWriter, r *http.Request, c *cal
 	if !c.isHost(ca.SystemRoleDatabase) && !c.isHost(ca.SystemRoleProxy) {
 		return apiError(authclient.CodeAccessDenied, "only database agents and proxies forward audit events")
 	}
-	var req authclient.EmitAuditEventsRequest
-	if err := decodeAuditBatch(w, r, &req); err != nil {
+	events, err := in.readBatch(w, r, c)
+	if err != nil {
 		return err
-	}
-	if len(req.Events) > authclient.MaxAuditBatchEvents {
-		return apiError(authclient.CodeBadRequest, "a batch holds %d audit events, more than %d; send smaller batches",
-			len(req.Events), authclient.MaxAuditBatchEvents)
-	}
-	events := make([]*audit.RawEvent, len(req.Events))
-	for i, raw := range req.Events {
-		e, err := parseForwardedEvent(raw)
-		if err != nil {
-			return apiError(authclient.CodeBadRequest, "audit event %d of the batch: %s", i, strings.TrimPrefix(err.Error(), "audit: "))
-		}
-		e.ClusterName = s.cluster.name
-		e.ForwardedBy = c.id.Username
-		events[i] = e
 	}
 	var resp authclient.EmitAuditEventsResponse
 	ctx := context.WithoutCancel(r.Context()) // an event must not be lost because the caller hung up
@@ -99,20 +85,180 @@ func (in *auditIngest) handleEmit(w http.ResponseWriter, r *http.Request, c *cal
 	return nil
 }
 
-// decodeAuditBatch reads the body strictly, bounded by MaxAuditBatchBytes.
-func decodeAuditBatch(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, authclient.MaxAuditBatchBytes))
+// readBatch reads and checks the events of a POST /v1/audit/events,
+// and gives each this cluster's name and the forwarder. The batch is
+// refused whole (with the first problem) or accepted whole.
+//
+// A batch is read on a fast path when its JSON has exactly the shape a
+// Forwarder sends: {"events":[...]} (any whitespace) and events that all
+// pass parseForwardedEvent. Anything else takes the strict path, which
+// decodes the body with encoding/json and says what is wrong in its words.
+func (in *auditIngest) readBatch(w http.ResponseWriter, r *http.Request, c *caller) ([]*audit.RawEvent, error) {
+	body, err := readBody(w, r, authclient.MaxAuditBatchBytes)
+	if err != nil {
+		return nil, err
+	}
+	events, err := parseAuditBatch(body, in.s.cluster.name, c.id.Username, true)
+	if err == errSlowPath {
+		events, err = parseAuditBatch(body, in.s.cluster.name, c.id.Username, false)
+	}
+	return events, err
+}
+
+// errSlowPath sends a batch that the fast path of parseAuditBatch cannot
+// take to the strict path. It never reaches a caller of readBatch.
+var errSlowPath = errors.New("auth: the audit batch needs the strict path")
+
+// parseAuditBatch splits body into events, quickly if fast is set (or
+// errSlowPath), strictly otherwise (see readBatch), and parses them.
+func parseAuditBatch(body []byte, clusterName, forwarder string, fast bool) ([]*audit.RawEvent, error) {
+	var raws []json.RawMessage
+	if fast {
+		var ok bool
+		if raws, ok = splitAuditBatch(body); !ok || len(raws) > authclient.MaxAuditBatchEvents {
+			return nil, errSlowPath
+		}
+	} else {
+		var req authclient.EmitAuditEventsRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return nil, err
+		}
+		raws = req.Events
+	}
+	if len(raws) > authclient.MaxAuditBatchEvents {
+		return nil, apiError(authclient.CodeBadRequest, "a batch holds %d audit events, more than %d; send smaller batches",
+			len(raws), authclient.MaxAuditBatchEvents)
+	}
+	events := make([]*audit.RawEvent, len(raws))
+	for i, raw := range raws {
+		e, err := parseForwardedEvent(raw)
+		if err != nil {
+			if fast {
+				return nil, errSlowPath
+			}
+			return nil, apiError(authclient.CodeBadRequest, "audit event %d of the batch: %s", i, strings.TrimPrefix(err.Error(), "audit: "))
+		}
+		e.ClusterName = clusterName
+		e.ForwardedBy = forwarder
+		events[i] = e
+	}
+	return events, nil
+}
+
+// readBody reads a request body of at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, apiError(authclient.CodeBadRequest, "the audit batch is larger than %d bytes; send smaller batches", limit)
+		}
+		return nil, apiError(authclient.CodeBadRequest, "the request body is not valid JSON for this call: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeStrict decodes body into v as decode does a request body:
+// unknown fields and data after the JSON object are refused.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return apiError(authclient.CodeBadRequest, "the audit batch is larger than %d bytes; send smaller batches", authclient.MaxAuditBatchBytes)
-		}
 		return apiError(authclient.CodeBadRequest, "the request body is not valid JSON for this call: %v", err)
 	}
 	if dec.More() {
 		return apiError(authclient.CodeBadRequest, "the request body has data after the JSON object")
 	}
 	return nil
+}
+
+// splitAuditBatch splits {"events":[e1,e2,...]} into the events' JSON
+// without checking them (parseForwardedEvent does). ok is false for any
+// other shape.
+func splitAuditBatch(body []byte) (events []json.RawMessage, ok bool) {
+	i := skipJSONSpace(body, 0)
+	const head = `{`
+	if !bytes.HasPrefix(body[i:], []byte(head)) {
+		return nil, false
+	}
+	i = skipJSONSpace(body, i+len(head))
+	const key = `"events"`
+	if !bytes.HasPrefix(body[i:], []byte(key)) {
+		return nil, false
+	}
+	i = skipJSONSpace(body, i+len(key))
+	if i == len(body) || body[i] != ':' {
+		return nil, false
+	}
+	i = skipJSONSpace(body, i+1)
+	if i == len(body) || body[i] != '[' {
+		return nil, false
+	}
+	i = skipJSONSpace(body, i+1)
+	events = make([]json.RawMessage, 0, 256)
+	if i < len(body) && body[i] == ']' {
+		i++
+	} else {
+		for {
+			if i == len(body) || body[i] != '{' {
+				return nil, false
+			}
+			end, ok := skipJSONObject(body, i)
+			if !ok {
+				return nil, false
+			}
+			events = append(events, body[i:end:end])
+			i = skipJSONSpace(body, end)
+			if i == len(body) {
+				return nil, false
+			}
+			c := body[i]
+			i = skipJSONSpace(body, i+1)
+			if c == ']' {
+				break
+			}
+			if c != ',' {
+				return nil, false
+			}
+		}
+	}
+	i = skipJSONSpace(body, i)
+	if i == len(body) || body[i] != '}' {
+		return nil, false
+	}
+	return events, skipJSONSpace(body, i+1) == len(body)
+}
+
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipJSONObject returns the end of the object or array that starts at
+// b[i]: the index after the bracket that closes it, skipping strings.
+func skipJSONObject(b []byte, i int) (end int, ok bool) {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return i + 1, true
+			}
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return 0, false
 }
 
 // parseForwardedEvent checks one forwarded event.
@@ -242,13 +388,18 @@ func (s *Server) parseAuditQuery(r *http.Request) (audit.Query, error) {
 // uidWindow remembers the most recently added IDs, up to a bound.
 type uidWindow struct {
 	mu    sync.Mutex
-	max   int
-	order *list.List // of string, newest at the front
-	index map[string]*list.Element
+	ring  []uidSlot         // the last len(ring) additions; slot seq%len(ring) holds addition seq
+	seq   uint64            // additions so far
+	index map[string]uint64 // ID -> its latest addition
+}
+
+type uidSlot struct {
+	id  string
+	seq uint64
 }
 
 func newUIDWindow(max int) *uidWindow {
-	return &uidWindow{max: max, order: list.New(), index: make(map[string]*list.Element)}
+	return &uidWindow{ring: make([]uidSlot, max), index: make(map[string]uint64, max)}
 }
 
 func (u *uidWindow) contains(id string) bool {
@@ -258,17 +409,16 @@ func (u *uidWindow) contains(id string) bool {
 	return ok
 }
 
+// add remembers id as the newest, forgetting the oldest beyond the bound.
+// Adding an ID again refreshes it.
 func (u *uidWindow) add(id string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if el, ok := u.index[id]; ok {
-		u.order.MoveToFront(el)
-		return
+	u.seq++
+	slot := &u.ring[u.seq%uint64(len(u.ring))]
+	if slot.seq != 0 && u.index[slot.id] == slot.seq {
+		delete(u.index, slot.id) // its latest addition leaves the window
 	}
-	u.index[id] = u.order.PushFront(id)
-	if u.order.Len() > u.max {
-		oldest := u.order.Back()
-		u.order.Remove(oldest)
-		delete(u.index, oldest.Value.(string))
-	}
+	*slot = uidSlot{id: id, seq: u.seq}
+	u.index[id] = u.seq
 }

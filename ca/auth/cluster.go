@@ -165,12 +165,18 @@ func (cl *cluster) certs(t ca.AuthorityType) []*x509.Certificate {
 }
 
 func (cl *cluster) verifier(t ca.AuthorityType) *ca.Verifier {
+	return cl.verifierWithRoot(t, cl.auths[t].Cert)
+}
+
+// verifierWithRoot checks client certificates of the authority type t
+// against root, the certificate of that authority.
+func (cl *cluster) verifierWithRoot(t ca.AuthorityType, root *x509.Certificate) *ca.Verifier {
 	kinds := []ca.CertKind{ca.KindUser}
 	if t == ca.HostCA {
 		kinds = []ca.CertKind{ca.KindHost, ca.KindSession}
 	}
 	return &ca.Verifier{
-		Roots:       cl.certs(t),
+		Roots:       []*x509.Certificate{root},
 		Kinds:       kinds,
 		Usage:       x509.ExtKeyUsageClientAuth,
 		ClusterName: cl.name,

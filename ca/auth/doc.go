@@ -22,6 +22,13 @@
 // certificates. Locks are checked on every call and before every
 // certificate is signed.
 //
+// A certificate chain is verified on its first call and then remembered
+// (bounded, least recently used first out), so that steady traffic from
+// agents and proxies costs no signature checks; every call still checks
+// the remembered chain's validity against the service's clock, and a
+// chain is remembered only while the authorities it was verified against
+// are the cluster's.
+//
 // # Logins
 //
 // Passwords are bcrypt hashes; a user may add TOTP. A wrong password, an

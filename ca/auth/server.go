@@ -136,6 +136,7 @@ type Server struct {
 	log     *zap.Logger
 	cluster *cluster
 	limiter *loginLimiter
+	chains  *chainCache // client certificate chains that verified
 	started time.Time
 	handler http.Handler
 
@@ -149,7 +150,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.Named("auth"), started: cfg.Clock()}
+	s := &Server{cfg: cfg, log: cfg.Logger.Named("auth"), started: cfg.Clock(), chains: newChainCache(chainCacheSize)}
 	cl, err := loadCluster(ctx, &s.cfg, s.log)
 	if err != nil {
 		return nil, err
@@ -318,6 +319,13 @@ func (s *Server) identify(r *http.Request) (c *caller, certErr, err error) {
 		} else if fwdFor != "" {
 			c.addr = fwdFor
 		}
+		// A chain the proxy forwarded before need not be parsed again.
+		if ders, ok := forwardedDER(fwdCert); ok && len(ders) > 0 {
+			if id := s.rememberedChain(chainKeyOfDER(ders)); id != nil {
+				c.id = id
+				return c, nil, nil
+			}
+		}
 		chain, err = decodeForwardedCert(fwdCert)
 		if err != nil {
 			return c, nil, err
@@ -335,13 +343,42 @@ func (s *Server) identify(r *http.Request) (c *caller, certErr, err error) {
 }
 
 // verifyChain verifies a certificate against the user CA, then the host CA.
+// A chain that verified before is found in s.chains (see chainCache) and
+// not verified again.
 func (s *Server) verifyChain(chain []*x509.Certificate) (*ca.Identity, error) {
 	if len(chain) == 0 {
 		return nil, apiError(authclient.CodeUnauthenticated, "no certificate was presented")
 	}
-	id, err := s.cluster.verifier(ca.UserCA).Verify(chain)
+	trust := s.trust()
+	key := chainKeyOf(chain)
+	if id := s.chains.get(key, trust, s.cfg.Clock()); id != nil {
+		return id, nil
+	}
+	id, err := s.verifyChainUncached(chain, trust)
+	if err != nil {
+		return nil, err
+	}
+	s.chains.add(key, trust, chain, id)
+	return id, nil
+}
+
+// trust returns the authorities client certificates are verified against.
+func (s *Server) trust() trustSet {
+	return trustSet{user: s.cluster.authority(ca.UserCA).Cert, host: s.cluster.authority(ca.HostCA).Cert}
+}
+
+// rememberedChain returns the identity of a chain that verifyChain
+// accepted and would accept now, or nil.
+func (s *Server) rememberedChain(key chainKey) *ca.Identity {
+	return s.chains.get(key, s.trust(), s.cfg.Clock())
+}
+
+// verifyChainUncached is verifyChain without the cache, against the
+// authorities of trust.
+func (s *Server) verifyChainUncached(chain []*x509.Certificate, trust trustSet) (*ca.Identity, error) {
+	id, err := s.cluster.verifierWithRoot(ca.UserCA, trust.user).Verify(chain)
 	if ca.IsUnknownAuthority(err) {
-		id, err = s.cluster.verifier(ca.HostCA).Verify(chain)
+		id, err = s.cluster.verifierWithRoot(ca.HostCA, trust.host).Verify(chain)
 	}
 	if err != nil {
 		code := authclient.CodeUnauthenticated
@@ -362,6 +399,24 @@ func (s *Server) verifyChain(chain []*x509.Certificate) (*ca.Identity, error) {
 
 // maxForwardedCerts bounds the chain a proxy may forward.
 const maxForwardedCerts = 4
+
+// forwardedDER decodes the forwarded certificate chain without parsing
+// it; ok is false when decodeForwardedCert would refuse the header.
+func forwardedDER(h string) (ders [][]byte, ok bool) {
+	for n := 0; h != ""; n++ {
+		if n == maxForwardedCerts {
+			return nil, false
+		}
+		var part string
+		part, h, _ = strings.Cut(h, ",")
+		der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(part))
+		if err != nil {
+			return nil, false
+		}
+		ders = append(ders, der)
+	}
+	return ders, true
+}
 
 func decodeForwardedCert(h string) ([]*x509.Certificate, error) {
 	if h == "" {
