@@ -130,15 +130,26 @@ func (s *Service) verifySession(creds *hostcert.Credentials, chain []*x509.Certi
 
 // sessionTLSConfig is the agent's side of the mutual TLS inside a tunnel
 // channel: its host certificate, and the proxy's session certificate
-// required (verified by verifySession with the agent's clock).
+// required (verified by verifySession with the agent's clock). It is one
+// configuration for all sessions so that its session tickets let a proxy
+// resume: a resumed session carries the session certificate of the
+// handshake that made it (Go does not resume one whose certificate
+// expired), which verifySession checks again like a new one.
 func (s *Service) sessionTLSConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.Credentials.Current().TLSCertificate(), nil
-		},
-		ClientAuth: tls.RequireAnyClientCert,
-	}
+	s.tlsOnce.Do(func() {
+		s.tlsConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return s.Credentials.Current().TLSCertificate(), nil
+			},
+			ClientAuth: tls.RequireAnyClientCert,
+			Time:       s.now,
+			// Inside the tunnel, records sized for TCP segments only cost
+			// bulk transfers more records and SSH packets.
+			DynamicRecordSizingDisabled: true,
+		}
+	})
+	return s.tlsConfig
 }
 
 // dbCertCache holds the client certificates the agent presents to

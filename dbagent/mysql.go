@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -56,13 +57,13 @@ func (m *mysqlConns) lookup(client uint32, user, db string) (uint32, bool) {
 // serveMySQL runs a MySQL session: the login the proxy hands over, the
 // access check, the upstream login as the route's database user, and the
 // audited relay.
-func (ss *session) serveMySQL(ctx context.Context) {
+func (ss *session) serveMySQL(ctx context.Context) (relay func()) {
 	c := ss.conn
 	c.SetDeadline(time.Now().Add(sessionHandshakeTimeout))
 	start, err := mysql.ReadSessionStart(c)
 	if err != nil {
 		ss.log.Warn("cannot read the session start from the proxy", zap.Error(err))
-		return
+		return nil
 	}
 	route := ss.id.Route
 	dbUser, dbName := route.DBUser, route.DBName
@@ -76,7 +77,7 @@ func (ss *session) serveMySQL(ctx context.Context) {
 	}
 	if ss.db == nil || ss.db.Protocol != "mysql" {
 		refuse(mysql.CodeBadDB, mysql.StateSyntax, fmt.Sprintf("database %q is not a MySQL database served by this agent; `pcl db ls` lists the databases you can reach", route.ServiceName))
-		return
+		return nil
 	}
 	if err := ss.svc.authorize(ctx, ss.id, ss.db, dbUser, dbName); err != nil {
 		var ue *unavailableError
@@ -85,19 +86,19 @@ func (ss *session) serveMySQL(ctx context.Context) {
 		} else {
 			refuse(mysql.CodeAccessDenied, mysql.StateAccessDenied, err.Error())
 		}
-		return
+		return nil
 	}
 	cert, err := ss.svc.dbCerts.get(ctx, dbUser)
 	if err != nil {
 		ss.log.Error("cannot get a database client certificate", zap.Error(err))
 		refuse(mysql.CodeConnectionFailure, mysql.StateGeneral, fmt.Sprintf("the database agent could not get a certificate for database user %q; try again shortly", dbUser))
-		return
+		return nil
 	}
 	tlsCfg, err := ss.upstreamTLS(cert)
 	if err != nil {
 		ss.log.Error("database TLS is misconfigured", zap.Error(err))
 		refuse(mysql.CodeConnectionFailure, mysql.StateGeneral, fmt.Sprintf("database %q is misconfigured on its agent; ask an administrator to check its tls settings", ss.db.Name))
-		return
+		return nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, sessionHandshakeTimeout)
 	defer cancel()
@@ -105,7 +106,7 @@ func (ss *session) serveMySQL(ctx context.Context) {
 	if err != nil {
 		ss.log.Warn("cannot reach the database", zap.String("uri", ss.db.URI), zap.Error(err))
 		refuse(mysql.CodeConnectionFailure, mysql.StateGeneral, fmt.Sprintf("database %q is down or unreachable from its agent; try again later", ss.db.Name))
-		return
+		return nil
 	}
 	attrs := make(map[string]string, len(start.Attributes)+1)
 	for k, v := range start.Attributes {
@@ -137,17 +138,25 @@ func (ss *session) serveMySQL(ctx context.Context) {
 			ss.log.Warn("cannot start a session with the database", zap.Error(err))
 			refuse(mysql.CodeConnectionFailure, mysql.StateGeneral, fmt.Sprintf("database %q refused the agent's connection; an administrator can find why in the agent's log", ss.db.Name))
 		}
-		return
+		return nil
 	}
-	defer up.Conn.Close()
-	ss.svc.mysqlConns.add(start.ConnectionID, mysqlConn{server: up.ConnectionID, user: ss.id.Username, db: ss.db.Name})
-	defer ss.svc.mysqlConns.remove(start.ConnectionID)
 	ss.emitStart("")
 	if err := start.WriteAuthOK(c, up.Status); err != nil {
-		return
+		up.Conn.Close()
+		return nil
 	}
 	ss.logStarted()
 	c.SetDeadline(time.Time{})
+	ss.svc.mysqlConns.add(start.ConnectionID, mysqlConn{server: up.ConnectionID, user: ss.id.Username, db: ss.db.Name})
+	return func() {
+		defer up.Conn.Close()
+		defer ss.svc.mysqlConns.remove(start.ConnectionID)
+		ss.relayMySQL(ctx, c, up)
+	}
+}
+
+// relayMySQL relays a started session and records its end.
+func (ss *session) relayMySQL(ctx context.Context, c net.Conn, up *mysql.Upstream) {
 	started := time.Now()
 	user, dbSvc := ss.id.Username, ss.db.Name
 	relay := &mysql.Relay{
@@ -161,7 +170,8 @@ func (ss *session) serveMySQL(ctx context.Context) {
 		ConnIDs: func(id uint32) (uint32, bool) {
 			return ss.svc.mysqlConns.lookup(id, user, dbSvc)
 		},
-		Logger: ss.log,
+		Logger:  ss.log,
+		Buffers: ss.svc.myBuffers(),
 	}
 	stats, err := relay.Run(ctx)
 	reason := ""

@@ -63,18 +63,18 @@ func (c *pgCancels) get(k postgres.BackendKey) (pgCancelTarget, bool) {
 // servePostgres runs a PostgreSQL session: the client's startup (relayed
 // by the proxy), the access check, the upstream connection as the route's
 // database user, and the audited relay.
-func (ss *session) servePostgres(ctx context.Context) {
+func (ss *session) servePostgres(ctx context.Context) (relay func()) {
 	c := ss.conn
 	c.SetDeadline(time.Now().Add(sessionHandshakeTimeout))
 	msg, err := postgres.ReadStartup(c, postgres.MaxStartupSize)
 	if err != nil {
 		ss.log.Warn("cannot read the startup message from the proxy", zap.Error(err))
-		return
+		return nil
 	}
 	startup, ok := msg.(*pgproto3.StartupMessage)
 	if !ok {
 		postgres.WriteError(c, postgres.CodeProtocolViolation, "expected a startup message")
-		return
+		return nil
 	}
 	route := ss.id.Route
 	dbUser, dbName := route.DBUser, route.DBName
@@ -93,17 +93,17 @@ func (ss *session) servePostgres(ctx context.Context) {
 	}
 	if ss.db == nil {
 		refuse(postgres.CodeInvalidCatalogName, fmt.Sprintf("database %q is not served by this agent; `pcl db ls` lists the databases you can reach", route.ServiceName))
-		return
+		return nil
 	}
 	if ss.db.Protocol != "postgres" {
 		refuse(postgres.CodeInvalidCatalogName, fmt.Sprintf("database %q is not a PostgreSQL database", route.ServiceName))
-		return
+		return nil
 	}
 	if r := startup.Parameters["replication"]; r != "" && r != "false" && r != "off" && r != "no" && r != "0" {
 		// A replication connection speaks another protocol, whose commands
 		// the relay would not audit.
 		refuse(postgres.CodeProtocolViolation, "replication connections are not supported through Portcullis; connect for queries only")
-		return
+		return nil
 	}
 	if err := ss.svc.authorize(ctx, ss.id, ss.db, dbUser, dbName); err != nil {
 		var ue *unavailableError
@@ -112,19 +112,19 @@ func (ss *session) servePostgres(ctx context.Context) {
 			code = postgres.CodeConnectionFailure
 		}
 		refuse(code, err.Error())
-		return
+		return nil
 	}
 	cert, err := ss.svc.dbCerts.get(ctx, dbUser)
 	if err != nil {
 		ss.log.Error("cannot get a database client certificate", zap.Error(err))
 		refuse(postgres.CodeConnectionFailure, fmt.Sprintf("the database agent could not get a certificate for database user %q; try again shortly", dbUser))
-		return
+		return nil
 	}
 	tlsCfg, err := ss.upstreamTLS(cert)
 	if err != nil {
 		ss.log.Error("database TLS is misconfigured", zap.Error(err))
 		refuse(postgres.CodeConnectionFailure, fmt.Sprintf("database %q is misconfigured on its agent; ask an administrator to check its tls settings", ss.db.Name))
-		return
+		return nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, sessionHandshakeTimeout)
 	defer cancel()
@@ -132,11 +132,11 @@ func (ss *session) servePostgres(ctx context.Context) {
 	if err != nil {
 		ss.log.Warn("cannot reach the database", zap.String("uri", ss.db.URI), zap.Error(err))
 		refuse(postgres.CodeConnectionFailure, fmt.Sprintf("database %q is down or unreachable from its agent; try again later", ss.db.Name))
-		return
+		return nil
 	}
 	if err := postgres.NegotiateProtocol(c, startup); err != nil {
 		raw.Close()
-		return
+		return nil
 	}
 	params := make(map[string]string, len(startup.Parameters)+2)
 	for k, v := range startup.Parameters {
@@ -156,21 +156,36 @@ func (ss *session) servePostgres(ctx context.Context) {
 			ss.log.Warn("cannot start a session with the database", zap.Error(err))
 			refuse(postgres.CodeConnectionFailure, fmt.Sprintf("database %q refused the agent's connection; an administrator can find why in the agent's log", ss.db.Name))
 		}
-		return
+		return nil
 	}
-	defer up.Conn.Close()
+	relayed := false
+	defer func() {
+		if !relayed {
+			up.Conn.Close()
+		}
+	}()
 	key, err := postgres.NewBackendKey(rand.Reader)
 	if err != nil {
-		return
+		return nil
 	}
 	ks := ss.svc.pgCancels.add(key, pgCancelTarget{db: ss.db, user: ss.id.Username, real: up.Key})
-	defer ss.svc.pgCancels.remove(ks)
 	if err := up.ReplayStartup(c, key); err != nil {
-		return
+		ss.svc.pgCancels.remove(ks)
+		return nil
 	}
 	ss.emitStart("")
 	ss.logStarted()
 	c.SetDeadline(time.Time{})
+	relayed = true
+	return func() {
+		defer up.Conn.Close()
+		defer ss.svc.pgCancels.remove(ks)
+		ss.relayPostgres(ctx, c, up)
+	}
+}
+
+// relayPostgres relays a started session and records its end.
+func (ss *session) relayPostgres(ctx context.Context, c net.Conn, up *postgres.Upstream) {
 	started := time.Now()
 	relay := &postgres.Relay{
 		Client:      c,
@@ -179,6 +194,7 @@ func (ss *session) servePostgres(ctx context.Context) {
 		ClusterName: ss.svc.Credentials.Current().ClusterName,
 		Session:     ss.meta,
 		Logger:      ss.log,
+		Buffers:     ss.svc.pgBuffers(),
 	}
 	stats, err := relay.Run(ctx)
 	reason := ""

@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/ca/hostcert"
+	"github.com/portcullis-db/portcullis/protocol/iobuf"
 	"github.com/portcullis-db/portcullis/tunnel"
 )
 
@@ -94,6 +95,13 @@ type Service struct {
 	// Emitter receives the sessions' audit events; it should be
 	// asynchronous (audit.Forwarder). Nil discards them.
 	Emitter audit.Emitter
+	// Drain, if set, runs once when Run stops, after every session has
+	// ended and before the tunnel closes, so that what goes to the
+	// cluster through the tunnel still can: typically closing the
+	// audit.Forwarder that Emitter is, which delivers its last events.
+	// Its context ends after DrainTimeout (default 10s).
+	Drain        func(ctx context.Context)
+	DrainTimeout time.Duration
 	// UpstreamDialer opens TCP connections to the databases (default
 	// net.Dialer).
 	UpstreamDialer func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -108,9 +116,31 @@ type Service struct {
 	pgCancels  pgCancels
 	mysqlConns mysqlConns
 
-	mu     sync.Mutex
-	tunnel *tunnel.Agent
-	api    *authclient.Client
+	tlsOnce   sync.Once
+	tlsConfig *tls.Config // sessionTLSConfig
+
+	poolOnce sync.Once
+	pgPool   *iobuf.Pool // relay buffers of PostgreSQL sessions
+	myPool   *iobuf.Pool // relay buffers of MySQL sessions
+
+	mu         sync.Mutex
+	tunnel     *tunnel.Agent
+	api        *authclient.Client
+	stopping   bool            // Run is returning: no new sessions
+	sessionCtx context.Context // what sessions run under: ends when Run's ctx does
+	sessions   sync.WaitGroup  // sessions in progress, which Run waits for
+}
+
+// beginSession counts a session that Run must wait for and returns the
+// context it runs under, unless Run is already stopping.
+func (s *Service) beginSession() (context.Context, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping || s.sessionCtx == nil {
+		return nil, false
+	}
+	s.sessions.Add(1)
+	return s.sessionCtx, true
 }
 
 func (s *Service) now() time.Time {
@@ -140,8 +170,9 @@ func (s *Service) check() error {
 	return nil
 }
 
-// Run serves until ctx is done. It returns ctx's error, or a configuration
-// error at once.
+// Run serves until ctx is done, then returns ctx's error once every
+// session has ended and written its last audit event (sessions end when
+// ctx does). It returns a configuration error at once.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.check(); err != nil {
 		return err
@@ -183,16 +214,40 @@ func (s *Service) Run(ctx context.Context) error {
 	s.tunnel, s.api = ta, api
 	s.mu.Unlock()
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The tunnel outlives ctx until the sessions have ended and Drain
+	// has run; sessions see sessionCtx, which ends with ctx.
+	tctx, cancelTunnel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelTunnel()
+	sessionCtx, cancelSessions := context.WithCancel(ctx)
+	defer cancelSessions()
+	s.mu.Lock()
+	s.sessionCtx = sessionCtx
+	s.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(3)
-	go func() { defer wg.Done(); ta.Run(ctx) }()
+	go func() { defer wg.Done(); ta.Run(tctx) }()
 	go func() { defer wg.Done(); s.Credentials.Run(ctx) }()
 	go func() { defer wg.Done(); s.heartbeat(ctx, log) }()
 	log.Info("database agent started", zap.String("host_id", creds.HostID),
 		zap.Strings("proxies", s.ProxyAddrs), zap.Strings("databases", names))
 	<-ctx.Done()
+	// No new sessions; the running ones saw ctx end and are closing. Wait
+	// until each has written its last audit event, let Drain deliver
+	// them through the tunnel, then close it.
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.sessions.Wait()
+	if s.Drain != nil {
+		timeout := s.DrainTimeout
+		if timeout <= 0 {
+			timeout = 10 * time.Second
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		s.Drain(dctx)
+		cancel()
+	}
+	cancelTunnel()
 	wg.Wait()
 	return ctx.Err()
 }
@@ -212,6 +267,7 @@ func (s *Service) dialProxy(ctx context.Context, network, addr string) (net.Conn
 	cfg := authclient.TLSConfig(nil, s.Credentials.Current().HostCAs)
 	cfg.ServerName = host
 	cfg.NextProtos = []string{tunnel.ALPN}
+	cfg.DynamicRecordSizingDisabled = true // SSH packets, not interactive bytes
 	conn := tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
@@ -301,4 +357,16 @@ func (s *Service) heartbeat(ctx context.Context, log *zap.Logger) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// pgBuffers and myBuffers are the pools that the relays of PostgreSQL and
+// MySQL sessions borrow buffers from.
+func (s *Service) pgBuffers() *iobuf.Pool { s.initBuffers(); return s.pgPool }
+func (s *Service) myBuffers() *iobuf.Pool { s.initBuffers(); return s.myPool }
+
+func (s *Service) initBuffers() {
+	s.poolOnce.Do(func() {
+		s.pgPool = iobuf.NewPool(32 << 10)
+		s.myPool = iobuf.NewPool(64 << 10)
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/portcullis-db/portcullis/audit"
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/protocol"
+	"github.com/portcullis-db/portcullis/protocol/iobuf"
 )
 
 // sessionHandshakeTimeout bounds the TLS handshake and startup of a session.
@@ -23,40 +24,67 @@ const sessionHandshakeTimeout = 15 * time.Second
 // handleSession serves one tunnel channel a proxy opened: mutual TLS with
 // the proxy's session certificate, then the database protocol of the
 // certificate's route.
-func (s *Service) handleSession(ctx context.Context, conn net.Conn, extra []byte) {
+func (s *Service) handleSession(_ context.Context, conn net.Conn, extra []byte) {
+	ctx, ok := s.beginSession()
+	if !ok {
+		return
+	}
+	defer s.sessions.Done()
+	// The handshakes and checks run on a goroutine of their own, so that
+	// the relay keeps a small stack for the whole session.
+	if relay := iobuf.OnOwnStack(func() func() { return s.setupSession(ctx, conn, extra) }); relay != nil {
+		relay()
+	}
+}
+
+// setupSession does the mutual TLS and the session's start, and returns
+// what relays the session (nil when it is over already).
+func (s *Service) setupSession(ctx context.Context, conn net.Conn, extra []byte) (relay func()) {
 	log := s.log()
 	var req protocol.SessionRequest
 	if len(extra) > protocol.MaxSessionRequestSize || json.Unmarshal(extra, &req) != nil {
 		log.Warn("refused a session with a malformed request from the proxy")
-		return
+		return nil
 	}
 	tc := tls.Server(conn, s.sessionTLSConfig())
-	defer tc.Close()
+	defer func() {
+		if relay == nil {
+			tc.Close()
+		}
+	}()
 	hctx, cancel := context.WithTimeout(ctx, sessionHandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
 		log.Warn("session TLS handshake with the proxy failed", zap.Error(err))
-		return
+		return nil
 	}
 	id, err := s.verifySession(s.Credentials.Current(), tc.ConnectionState().PeerCertificates)
 	if err != nil {
 		log.Warn("refused a session certificate", zap.Error(err))
-		return
+		return nil
 	}
 	db := s.database(id.Route.ServiceName)
 	sess := &session{svc: s, conn: tc, id: id, db: db, clientAddr: req.ClientAddr, log: log.With(
 		zap.String("user", id.Username), zap.String("db", id.Route.ServiceName))}
+	var run func()
 	switch {
 	case req.Type == protocol.SessionCancel && db != nil && db.Protocol == "postgres":
 		sess.cancelPostgres(ctx, req.Cancel)
 	case req.Type == protocol.SessionCancel:
 	case id.Route.Protocol == "postgres":
-		sess.servePostgres(ctx)
+		run = sess.servePostgres(ctx)
 	case id.Route.Protocol == "mysql":
-		sess.serveMySQL(ctx)
+		run = sess.serveMySQL(ctx)
 	default:
 		log.Warn("refused a session for an unsupported protocol", zap.String("protocol", id.Route.Protocol))
+	}
+	if run == nil {
+		return nil
+	}
+	return func() {
+		defer tc.Close()
+		run()
 	}
 }
 

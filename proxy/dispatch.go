@@ -65,7 +65,16 @@ type sessionCert struct {
 	mu      sync.Mutex // held while signing, so one signature serves all waiters
 	cert    *tls.Certificate
 	expires time.Time
+	// sessions holds TLS sessions to resume with agents, per agent. It
+	// belongs to one certificate (one identity and route): a resumed
+	// session carries the identity of the handshake that made it, so
+	// sessions must never be shared between users or routes.
+	sessions tls.ClientSessionCache
 }
+
+// sessionsPerCert bounds the TLS sessions kept per session certificate:
+// the agents one route is served by.
+const sessionsPerCert = 8
 
 // agentConn is one agent tunnel connection and the databases it serves.
 type agentConn struct {
@@ -159,7 +168,7 @@ func (d *Dispatcher) Dial(ctx context.Context, userCert *x509.Certificate, id *c
 
 // DialAgent opens a session with one agent for userCert's route.
 func (d *Dispatcher) DialAgent(ctx context.Context, agentID string, userCert *x509.Certificate, req protocol.SessionRequest) (*tls.Conn, error) {
-	cert, err := d.sessionCert(ctx, userCert)
+	cert, sessions, err := d.sessionCert(ctx, userCert)
 	if err != nil {
 		return nil, &DispatchError{Msg: "the proxy could not get a session certificate from the auth service; try again shortly", Err: err}
 	}
@@ -167,10 +176,10 @@ func (d *Dispatcher) DialAgent(ctx context.Context, agentID string, userCert *x5
 	if err != nil {
 		return nil, err
 	}
-	return d.dialAgent(ctx, agentID, extra, cert)
+	return d.dialAgent(ctx, agentID, extra, cert, sessions)
 }
 
-func (d *Dispatcher) dialAgent(ctx context.Context, agentID string, extra []byte, cert *tls.Certificate) (*tls.Conn, error) {
+func (d *Dispatcher) dialAgent(ctx context.Context, agentID string, extra []byte, cert *tls.Certificate, sessions tls.ClientSessionCache) (*tls.Conn, error) {
 	ch, err := d.Tunnels.Dial(ctx, agentID, extra)
 	if err != nil {
 		return nil, err
@@ -184,6 +193,17 @@ func (d *Dispatcher) dialAgent(ctx context.Context, agentID string, extra []byte
 		Certificates: []tls.Certificate{*cert},
 		RootCAs:      pool,
 		ServerName:   agentID, // agents' host certificates name their host ID
+		// Resuming a session skips the certificates' signatures, the
+		// costliest part of a new session; see sessionCert.sessions.
+		ClientSessionCache: sessions,
+		// This hop runs inside the tunnel, whose TLS key exchange is
+		// already hybrid post-quantum (Go's default X25519MLKEM768); a
+		// second ML-KEM exchange per session would cost a quarter of a
+		// resumed handshake and protect nothing more.
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
+		// Records sized for TCP segments help nothing inside the tunnel
+		// and cost bulk transfers more records and SSH packets.
+		DynamicRecordSizingDisabled: true,
 	})
 	if err := conn.HandshakeContext(ctx); err != nil {
 		ch.Close()
@@ -193,11 +213,12 @@ func (d *Dispatcher) dialAgent(ctx context.Context, agentID string, extra []byte
 }
 
 // sessionCert returns the cached session certificate for userCert, signing
-// a new one when there is none or it nears expiry.
-func (d *Dispatcher) sessionCert(ctx context.Context, userCert *x509.Certificate) (*tls.Certificate, error) {
+// a new one when there is none or it nears expiry, and the TLS sessions to
+// resume with it.
+func (d *Dispatcher) sessionCert(ctx context.Context, userCert *x509.Certificate) (*tls.Certificate, tls.ClientSessionCache, error) {
 	d.keyOnce.Do(func() { d.key, d.keyErr = ca.GenerateKey() })
 	if d.keyErr != nil {
-		return nil, d.keyErr
+		return nil, nil, d.keyErr
 	}
 	k := sha256.Sum256(userCert.Raw)
 	d.mu.Lock()
@@ -216,15 +237,17 @@ func (d *Dispatcher) sessionCert(ctx context.Context, userCert *x509.Certificate
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cert != nil && now.Before(e.expires) {
-		return e.cert, nil
+		return e.cert, e.sessions, nil
 	}
 	leaf, err := d.SignSession(ctx, userCert, d.key.Public())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e.cert = &tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: d.key, Leaf: leaf}
 	e.expires = leaf.NotAfter.Add(-sessionCertMargin)
-	return e.cert, nil
+	// Sessions made with the old certificate end with it.
+	e.sessions = tls.NewLRUClientSessionCache(sessionsPerCert)
+	return e.cert, e.sessions, nil
 }
 
 // pruneLocked drops expired cache entries once the cache grows.

@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/ca/policy"
 	"github.com/portcullis-db/portcullis/protocol"
+	"github.com/portcullis-db/portcullis/protocol/iobuf"
 )
 
 // Frontend is what the proxy's database front ends (PostgresServer,
@@ -39,6 +40,9 @@ type Frontend struct {
 	Clock func() time.Time
 	// Logger logs refusals and failures (default: no-op).
 	Logger *zap.Logger
+
+	poolOnce sync.Once
+	pool     *iobuf.Pool
 
 	mu     sync.Mutex
 	wg     sync.WaitGroup
@@ -162,8 +166,10 @@ func (f *Frontend) auditRefusal(id *ca.Identity, protocolName, user, db, clientA
 }
 
 // serve accepts connections on l and hands each to handle on its own
-// goroutine, until l fails or the front end is closed.
-func (f *Frontend) serve(l net.Listener, handle func(context.Context, net.Conn)) error {
+// goroutine, until l fails or the front end is closed. handle sets the
+// session up (TLS, the protocol's start, certificate checks, the session
+// with the agent) and returns what relays it, or nil when it is done.
+func (f *Frontend) serve(l net.Listener, handle func(context.Context, net.Conn) (relay func())) error {
 	if f.Dispatcher == nil || f.UserCAs == nil {
 		return errors.New("proxy: Frontend.Dispatcher and Frontend.UserCAs are required")
 	}
@@ -191,7 +197,9 @@ func (f *Frontend) serve(l net.Listener, handle func(context.Context, net.Conn))
 			defer f.wg.Done()
 			defer f.track(nil, c, false)
 			defer c.Close()
-			handle(context.Background(), c)
+			if relay := iobuf.OnOwnStack(func() func() { return handle(context.Background(), c) }); relay != nil {
+				relay()
+			}
 		}()
 	}
 }
@@ -233,6 +241,12 @@ func (f *Frontend) Close() error {
 	f.mu.Unlock()
 	f.wg.Wait()
 	return nil
+}
+
+// buffers is the pool the front end's sessions borrow relay buffers from.
+func (f *Frontend) buffers() *iobuf.Pool {
+	f.poolOnce.Do(func() { f.pool = iobuf.NewPool(0) })
+	return f.pool
 }
 
 func (f *Frontend) now() time.Time {

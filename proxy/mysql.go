@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -42,8 +41,8 @@ func (s *MySQLServer) Serve(l net.Listener) error {
 	if s.GetCertificate == nil {
 		return errors.New("proxy: MySQLServer.GetCertificate is required to serve a native port")
 	}
-	return s.Frontend.serve(l, func(ctx context.Context, c net.Conn) {
-		s.handle(ctx, c, &tls.Config{
+	return s.Frontend.serve(l, func(ctx context.Context, c net.Conn) func() {
+		return s.handle(ctx, c, &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: s.GetCertificate,
 			// Verified after the handshake, so that a refusal reaches the
@@ -56,21 +55,21 @@ func (s *MySQLServer) Serve(l net.Listener) error {
 // ServeTLS serves connections on which TLS is already established (from a
 // Router route).
 func (s *MySQLServer) ServeTLS(l net.Listener) error {
-	return s.Frontend.serve(l, func(ctx context.Context, c net.Conn) {
+	return s.Frontend.serve(l, func(ctx context.Context, c net.Conn) func() {
 		tc, ok := c.(*tls.Conn)
 		if !ok {
-			return
+			return nil
 		}
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return
+			return nil
 		}
-		s.handle(ctx, tc, nil)
+		return s.handle(ctx, tc, nil)
 	})
 }
 
 // handle runs one client: the MySQL login (with the TLS upgrade when
 // tlsConfig is set), the certificate checks, and the relay to an agent.
-func (s *MySQLServer) handle(ctx context.Context, c net.Conn, tlsConfig *tls.Config) {
+func (s *MySQLServer) handle(ctx context.Context, c net.Conn, tlsConfig *tls.Config) (relay func()) {
 	c.SetDeadline(time.Now().Add(s.handshakeTimeout()))
 	hello, err := mysql.ServerHandshake(c, mysql.FrontendConfig{
 		ServerVersion: s.ServerVersion,
@@ -84,7 +83,7 @@ func (s *MySQLServer) handle(ctx context.Context, c net.Conn, tlsConfig *tls.Con
 			s.auditRefusal(nil, "mysql", te.Username, te.Database, te.Addr, mysql.TLSRequiredMessage)
 		}
 		s.log().Debug("MySQL login failed", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
-		return
+		return nil
 	}
 	tc := hello.Conn
 	addr := tc.RemoteAddr().String()
@@ -99,20 +98,23 @@ func (s *MySQLServer) handle(ctx context.Context, c net.Conn, tlsConfig *tls.Con
 	a, id, r := s.admit(ctx, tc.ConnectionState().PeerCertificates, "mysql", hello.Username, hello.Database)
 	if r != nil {
 		refuse(id, r)
-		return
+		return nil
 	}
 	agent, _, r := s.dial(ctx, a, addr)
 	if r != nil {
 		refuse(a.id, r)
-		return
+		return nil
 	}
-	defer agent.Close()
 	if err := mysql.WriteSessionStart(agent, hello.SessionStart()); err != nil {
+		agent.Close()
 		refuse(a.id, &refusal{msg: "the database's agent closed the session; try again shortly"})
-		return
+		return nil
 	}
 	tc.SetDeadline(time.Time{})
-	splice(tc, agent, bufio.NewReaderSize(agent, relayBufferSize))
+	return func() {
+		defer agent.Close()
+		s.splice(tc, agent, agent)
+	}
 }
 
 // newConnectionID returns a random positive 31-bit connection ID for the

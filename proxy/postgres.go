@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/portcullis-db/portcullis/ca"
 	"github.com/portcullis-db/portcullis/protocol"
+	"github.com/portcullis-db/portcullis/protocol/iobuf"
 	"github.com/portcullis-db/portcullis/protocol/postgres"
 )
 
@@ -32,10 +32,6 @@ const (
 // maxStartupReply bounds the messages the proxy reads from an agent
 // before ReadyForQuery (parameter statuses, notices, the cancel key).
 const maxStartupReply = 1 << 20
-
-// relayBufferSize is the copy buffer of each direction once a session is
-// set up.
-const relayBufferSize = 64 << 10
 
 // PostgresServer serves PostgreSQL clients: on a native port (SSLRequest,
 // then TLS) with Serve, and on connections that the Router has already
@@ -72,36 +68,36 @@ func (s *PostgresServer) Serve(l net.Listener) error {
 // ServeTLS serves connections on which TLS is already established (from a
 // Router route).
 func (s *PostgresServer) ServeTLS(l net.Listener) error {
-	return s.Frontend.serve(l, func(ctx context.Context, c net.Conn) {
+	return s.Frontend.serve(l, func(ctx context.Context, c net.Conn) func() {
 		tc, ok := c.(*tls.Conn)
 		if !ok {
 			c.Close()
-			return
+			return nil
 		}
-		s.handleTLS(ctx, tc)
+		return s.handleTLS(ctx, tc)
 	})
 }
 
 // handleNative speaks the start of the protocol in the clear: only an
 // SSLRequest (then TLS) or a CancelRequest is accepted.
-func (s *PostgresServer) handleNative(ctx context.Context, c net.Conn) {
+func (s *PostgresServer) handleNative(ctx context.Context, c net.Conn) (relay func()) {
 	c.SetDeadline(time.Now().Add(s.handshakeTimeout()))
 	for {
 		msg, err := postgres.ReadStartup(c, postgres.MaxStartupSize)
 		if err != nil {
 			// ReadStartup has told the client why, where it could.
 			s.log().Debug("bad PostgreSQL startup", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
-			return
+			return nil
 		}
 		switch m := msg.(type) {
 		case *pgproto3.GSSEncRequest:
 			if postgres.WriteEncryptionRefused(c) != nil {
-				return
+				return nil
 			}
 			continue // libpq follows with an SSLRequest or a plain startup
 		case *pgproto3.SSLRequest:
 			if postgres.WriteSSLAccept(c) != nil {
-				return
+				return nil
 			}
 			tc := tls.Server(c, &tls.Config{
 				MinVersion:     tls.VersionTLS12,
@@ -112,50 +108,50 @@ func (s *PostgresServer) handleNative(ctx context.Context, c net.Conn) {
 			})
 			if err := tc.HandshakeContext(ctx); err != nil {
 				s.log().Debug("TLS handshake failed", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
-				return
+				return nil
 			}
-			s.handleTLS(ctx, tc)
-			return
+			return s.handleTLS(ctx, tc)
 		case *pgproto3.CancelRequest:
 			s.cancel(ctx, m)
-			return
+			return nil
 		case *pgproto3.StartupMessage:
 			msg := "the Portcullis proxy needs TLS: connect with sslmode=verify-full and your database certificate (pcl db connect NAME)"
 			s.auditRefusal(nil, "postgres", m.Parameters["user"], m.Parameters["database"], c.RemoteAddr().String(), msg)
 			postgres.WriteError(c, postgres.CodeProtocolViolation, msg)
-			return
+			return nil
 		default:
 			postgres.WriteError(c, postgres.CodeProtocolViolation, "unexpected message at the start of the session")
-			return
+			return nil
 		}
 	}
 }
 
 // handleTLS serves a client over TLS: its startup, the certificate checks
 // and the session.
-func (s *PostgresServer) handleTLS(ctx context.Context, tc *tls.Conn) {
+func (s *PostgresServer) handleTLS(ctx context.Context, tc *tls.Conn) (relay func()) {
 	tc.SetDeadline(time.Now().Add(s.handshakeTimeout()))
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return
+		return nil
 	}
 	msg, err := postgres.ReadStartup(tc, postgres.MaxStartupSize)
 	if err != nil {
 		// ReadStartup has told the client why, where it could.
-		return
+		return nil
 	}
 	switch m := msg.(type) {
 	case *pgproto3.CancelRequest:
 		s.cancel(ctx, m)
-		return
+		return nil
 	case *pgproto3.StartupMessage:
-		s.startSession(ctx, tc, m)
+		return s.startSession(ctx, tc, m)
 	default:
 		postgres.WriteError(tc, postgres.CodeProtocolViolation, "unexpected message at the start of the session: send a startup message")
 	}
+	return nil
 }
 
 // startSession checks the client and relays its session to an agent.
-func (s *PostgresServer) startSession(ctx context.Context, tc *tls.Conn, m *pgproto3.StartupMessage) {
+func (s *PostgresServer) startSession(ctx context.Context, tc *tls.Conn, m *pgproto3.StartupMessage) (relay func()) {
 	user, db := m.Parameters["user"], m.Parameters["database"]
 	refuse := func(id *ca.Identity, r *refusal) {
 		code := postgres.CodeConnectionFailure
@@ -168,28 +164,33 @@ func (s *PostgresServer) startSession(ctx context.Context, tc *tls.Conn, m *pgpr
 	a, id, r := s.admit(ctx, tc.ConnectionState().PeerCertificates, "postgres", user, db)
 	if r != nil {
 		refuse(id, r)
-		return
+		return nil
 	}
 	agent, agentID, r := s.dial(ctx, a, tc.RemoteAddr().String())
 	if r != nil {
 		refuse(a.id, r)
-		return
+		return nil
 	}
-	defer agent.Close()
+	relayed := false
+	defer func() {
+		if !relayed {
+			agent.Close()
+		}
+	}()
 	startup, err := m.Encode(nil)
 	if err != nil {
-		return
+		return nil
 	}
 	if _, err := agent.Write(startup); err != nil {
 		postgres.WriteError(tc, postgres.CodeConnectionFailure, "the database's agent closed the session")
-		return
+		return nil
 	}
 	// Pass the agent's startup replies to the client, noting the cancel key.
-	br := bufio.NewReaderSize(agent, relayBufferSize)
+	br := iobuf.NewReader(agent, s.buffers())
 	key, err := copyStartupReplies(tc, br)
 	if err != nil {
 		s.log().Debug("session ended during startup", zap.String("user", id.Username), zap.Error(err))
-		return
+		return nil
 	}
 	if key != "" {
 		s.cancelMu.Lock()
@@ -198,20 +199,26 @@ func (s *PostgresServer) startSession(ctx context.Context, tc *tls.Conn, m *pgpr
 		}
 		s.cancels[key] = cancelTarget{agentID: agentID, userCert: a.cert}
 		s.cancelMu.Unlock()
-		defer func() {
-			s.cancelMu.Lock()
-			delete(s.cancels, key)
-			s.cancelMu.Unlock()
-		}()
 	}
 	tc.SetDeadline(time.Time{})
-	splice(tc, agent, br)
+	relayed = true
+	return func() {
+		defer agent.Close()
+		if key != "" {
+			defer func() {
+				s.cancelMu.Lock()
+				delete(s.cancels, key)
+				s.cancelMu.Unlock()
+			}()
+		}
+		s.splice(tc, agent, br)
+	}
 }
 
 // copyStartupReplies copies the agent's messages to the client up to and
 // including ReadyForQuery, and returns the BackendKeyData key as a map key
 // ("" if none). An ErrorResponse is passed on and ends the session.
-func copyStartupReplies(client io.Writer, agent *bufio.Reader) (string, error) {
+func copyStartupReplies(client io.Writer, agent *iobuf.Reader) (string, error) {
 	var key string
 	total := 0
 	for {
@@ -243,18 +250,17 @@ func copyStartupReplies(client io.Writer, agent *bufio.Reader) (string, error) {
 	}
 }
 
-// splice copies both directions until both have ended; rest holds what the
-// proxy already read from the agent.
-func splice(client *tls.Conn, agent *tls.Conn, rest *bufio.Reader) {
+// splice copies both directions until both have ended; rest reads from
+// the agent, starting with what the proxy already read. Buffers come from
+// the front end's pool only while bytes flow.
+func (f *Frontend) splice(client *tls.Conn, agent *tls.Conn, rest io.Reader) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, relayBufferSize)
-		io.CopyBuffer(agent, client, buf)
+		iobuf.Copy(agent, client, f.buffers())
 		agent.CloseWrite()
 	}()
-	buf := make([]byte, relayBufferSize)
-	io.CopyBuffer(client, rest, buf)
+	iobuf.Copy(client, rest, f.buffers())
 	client.CloseWrite()
 	// The client may keep its side open after the agent ended; do not wait
 	// for it forever.

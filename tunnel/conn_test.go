@@ -167,3 +167,46 @@ func TestConnConcurrentUse(t *testing.T) {
 	}()
 	wg.Wait()
 }
+
+// A Read that times out on its deadline leaves the stream intact: what its
+// helper receives later is the next Read's.
+func TestConnTimedReadKeepsStreamIntact(t *testing.T) {
+	p, a := tunnelPipe(t)
+	p.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if n, err := p.Read(make([]byte, 8)); n != 0 || !isTimeout(err) {
+		t.Fatalf("Read = %d, %v, want a timeout", n, err)
+	}
+	a.Write([]byte("hello, world"))
+	p.SetReadDeadline(time.Time{})
+	got := make([]byte, 12)
+	if _, err := io.ReadFull(p, got); err != nil || string(got) != "hello, world" {
+		t.Fatalf("Read after the timeout = %q, %v", got, err)
+	}
+	// Reads without a deadline go straight to the channel again.
+	a.Write([]byte("more"))
+	if _, err := io.ReadFull(p, got[:4]); err != nil || string(got[:4]) != "more" {
+		t.Fatalf("direct Read = %q, %v", got[:4], err)
+	}
+}
+
+// A Read blocked without a deadline cannot be woken but by closing the
+// channel: a deadline set later ends it, and the connection, with a timeout.
+func TestConnLateDeadlineEndsBlockedRead(t *testing.T) {
+	p, a := tunnelPipe(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.Read(make([]byte, 8))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let the Read block in the channel
+	p.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if err := <-errc; !isTimeout(err) {
+		t.Fatalf("blocked Read = %v, want a timeout", err)
+	}
+	if _, err := p.Write([]byte("x")); !isTimeout(err) {
+		t.Fatalf("Write after the channel was ended = %v, want the timeout again", err)
+	}
+	if _, err := a.Read(make([]byte, 8)); err != io.EOF {
+		t.Fatalf("peer Read = %v, want io.EOF", err)
+	}
+}

@@ -103,7 +103,7 @@ type Server struct {
 	pool     bufPool
 
 	inShutdown atomic.Bool
-	active     atomic.Int64 // open channels (sessions and agent-opened)
+	active     atomic.Int64 // open session channels (opened by Dial)
 	wg         sync.WaitGroup
 
 	mu           sync.Mutex
@@ -468,8 +468,10 @@ func (s *Server) agentChannel(ac *agentConn, nc ssh.NewChannel) {
 	if err != nil {
 		return
 	}
-	s.active.Add(1)
-	conn := newChanConn(ch, reqs, ac.conn.LocalAddr(), ac.conn.RemoteAddr(), &s.pool, func() { s.active.Add(-1) })
+	// Not counted in active: an agent's own channels (the forwarded Auth
+	// API) live as long as its connection, and Shutdown does not wait
+	// for them.
+	conn := newChanConn(ch, reqs, ac.conn.LocalAddr(), ac.conn.RemoteAddr(), &s.pool, nil)
 	s.mu.Lock()
 	info := ac.info
 	s.mu.Unlock()
@@ -511,9 +513,12 @@ func (s *Server) Dial(ctx context.Context, agentID string, extra []byte) (net.Co
 	return nil, &NotConnectedError{Target: agentID, Err: lastErr}
 }
 
-// Shutdown stops accepting agents and new sessions, waits until every open
-// channel has been closed, then closes the agents' connections. If ctx ends
-// first it returns ctx's error and leaves the rest to Close.
+// Shutdown stops accepting agents and new sessions, waits until every
+// session channel (opened by Dial) has been closed, then closes the agents'
+// connections, and with them the channels agents opened (such as the
+// forwarded Auth API, which would otherwise stay open as long as the
+// agent). If ctx ends first it returns ctx's error and leaves the rest to
+// Close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.init(); err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/portcullis-db/portcullis/ca/authclient"
 	"github.com/portcullis-db/portcullis/client"
 	"github.com/portcullis-db/portcullis/internal/dbtest"
@@ -187,5 +189,30 @@ func TestPsqlThroughTheCluster(t *testing.T) {
 	ev := events[0]
 	if ev["user"] != "alice" || ev["db_service"] != "pg1" || ev["db_user"] != "alice" || ev["db_name"] != "app" {
 		t.Errorf("audit event attribution: %v", ev)
+	}
+}
+
+// Stopping the agent ends its sessions and records their end before the
+// agent's audit forwarder closes: no event is lost.
+func TestAgentStopRecordsSessionEnds(t *testing.T) {
+	c := startPGCluster(t)
+	ctx := context.Background()
+	var conns []*pgx.Conn
+	for range 5 {
+		conn := c.alice.connect(t)
+		mustExec(t, conn, "select 1")
+		conns = append(conns, conn)
+	}
+	c.agent.stop(t)
+	for _, conn := range conns {
+		conn.Close(ctx)
+	}
+	ends := c.searchAudit(t, authclient.AuditQuery{Types: []string{"db.session.end"}, User: "alice"}, "5 db.session.end events",
+		func(evs []auditEvent) bool { return len(evs) >= 5 })
+	if len(ends) != 5 {
+		t.Fatalf("%d db.session.end events, want 5", len(ends))
+	}
+	if log := c.agent.log(); strings.Contains(log, "forwarder is closed") {
+		t.Fatalf("the agent refused audit events while stopping:\n%s", log)
 	}
 }

@@ -199,7 +199,9 @@ func (p *proxyRole) run(ctx context.Context) error {
 	defer cancel()
 	p.httpSrv.Shutdown(sctx)
 	p.closeDatabases()
-	p.tunnel.Shutdown(sctx)
+	if p.tunnel.Shutdown(sctx) != nil {
+		p.tunnel.Close()
+	}
 	p.router.Close()
 	return err
 }
@@ -298,6 +300,9 @@ func prepareDB(ctx context.Context, cfg *Config, local *authRole, pxy *proxyRole
 
 		HeartbeatInterval: cfg.DB.HeartbeatInterval,
 		Emitter:           fwd,
+		// Deliver the sessions' last events while the tunnel is up.
+		Drain:        func(ctx context.Context) { fwd.Close(ctx) },
+		DrainTimeout: shutdownTimeout,
 	}
 	return d, nil
 }

@@ -80,6 +80,11 @@ func adminClient(t *testing.T, dataDir string) *authclient.Client {
 	waitFor(t, "the auth service to start", 20*time.Second, func() bool {
 		var err error
 		addr, err = os.ReadFile(filepath.Join(dataDir, auth.AddrFile))
+		if err != nil {
+			return false
+		}
+		// The address may be written before the admin identity.
+		_, err = os.Stat(filepath.Join(dataDir, auth.AdminIdentityFile))
 		return err == nil
 	})
 	f, err := authclient.ReadIdentityFile(filepath.Join(dataDir, auth.AdminIdentityFile))

@@ -1,7 +1,6 @@
 package mysql
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-db/portcullis/audit"
+	"github.com/portcullis-db/portcullis/protocol/iobuf"
 )
 
 // DefaultMaxPacketSize is the largest client command (its payload,
@@ -22,9 +22,10 @@ import (
 // 0: MySQL's own default max_allowed_packet.
 const DefaultMaxPacketSize = 64 << 20
 
-// bufferSize is the size of the relay's buffers: the client reader, the
-// server writer and the server -> client copy buffer. A command whose
-// packet fits in it is decoded in place.
+// bufferSize is the size of the relay's buffers (the client reader, the
+// server writer and the server -> client copy buffer) when Relay.Buffers
+// does not lend larger ones. A command whose packet fits in one is decoded
+// in place. The relay holds them only while bytes flow.
 const bufferSize = 64 << 10
 
 // maxDrain bounds what the relay reads and drops of a refused command so
@@ -119,6 +120,12 @@ type Relay struct {
 	// PROCESSLIST. nil translates nothing.
 	ConnIDs func(clientID uint32) (serverID uint32, ok bool)
 
+	// Buffers lends the relay its buffers, which it holds only while bytes
+	// flow, so an idle session holds none. Share one pool among sessions;
+	// nil, or a pool of buffers smaller than 64 KiB, gives the relay a
+	// pool of its own.
+	Buffers *iobuf.Pool
+
 	// Logger receives refusals and audit failures; nil means no logging.
 	Logger *zap.Logger
 }
@@ -178,10 +185,14 @@ func (r *Relay) newSession(ctx context.Context) *session {
 		emitter: r.Emitter,
 		emitCtx: context.WithoutCancel(ctx),
 		maxSize: int64(r.MaxPacketSize),
-		br:      bufio.NewReaderSize(r.Client, bufferSize),
-		bw:      bufio.NewWriterSize(r.Server, bufferSize),
-		inPlace: bufferSize,
 	}
+	s.pool = r.Buffers
+	if s.pool == nil || s.pool.Size() < bufferSize {
+		s.pool = iobuf.NewPool(bufferSize)
+	}
+	s.br = iobuf.NewReader(r.Client, s.pool)
+	s.bw = iobuf.NewWriter(r.Server, s.pool)
+	s.inPlace = s.pool.Size()
 	s.dec = newDecoder(r, &s.watch)
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -207,10 +218,11 @@ type session struct {
 	maxSize int64
 	inPlace int // commands whose first packet (header included) fits are decoded in place
 	watch   prepWatch
+	pool    *iobuf.Pool
 
-	// Owned by the client -> server goroutine until it ends.
-	br           *bufio.Reader
-	bw           *bufio.Writer
+	// Owned by the client -> server side until it ends.
+	br           *iobuf.Reader
+	bw           *iobuf.Writer
 	src          source
 	cr           cmdReader
 	fromClient   int64
@@ -222,6 +234,7 @@ type session struct {
 
 	closeOnce sync.Once
 	closing   atomic.Bool
+	first     atomic.Int32 // which side ended first: firstClient or firstServer
 }
 
 type copyResult struct {
@@ -229,55 +242,60 @@ type copyResult struct {
 	err error
 }
 
+// Who ended the session first (session.first).
+const (
+	firstNone int32 = iota
+	firstClient
+	firstServer
+)
+
 func (s *session) run(ctx context.Context) (Stats, error) {
 	stopWatch := context.AfterFunc(ctx, s.closeBoth)
 	defer stopWatch()
 
+	// The server -> client copy runs on its own goroutine, the client ->
+	// server side on this one. Whichever side ends first decides how the
+	// session ends; when it is the server's, the copy wakes this side by
+	// closing both connections.
 	toClient := make(chan copyResult, 1)
 	go func() {
 		n, err := s.serverToClient()
+		if s.first.CompareAndSwap(firstNone, firstServer) {
+			s.closeBoth()
+		}
 		toClient <- copyResult{n, err}
 	}()
-	fromClient := make(chan error, 1)
-	go func() { fromClient <- s.clientToServer() }()
+	aErr := s.clientToServer()
+	serverEnd := !s.first.CompareAndSwap(firstNone, firstClient) // the server side ended first
 
-	var (
-		aErr      error
-		b         copyResult
-		serverEnd bool // the server side ended first
-	)
-	select {
-	case aErr = <-fromClient:
-		var ref *refusal
-		switch {
-		case errors.As(aErr, &ref):
-			// The server must not run a command it got part of: close
-			// the connection in that case, let it go with COM_QUIT
-			// otherwise. Then tell the client why the session ends.
-			if ref.partial {
-				s.r.Server.Close()
-			} else {
-				s.endServer(true)
-			}
-			b = <-toClient
-			if ref.drained && !s.closing.Load() {
-				s.writeClient(appendError(nil, ref.seq, ref.Code, stateFor(ref.Code), ref.Reason))
-			}
-			aErr = &ref.PacketRefusedError
-		case aErr == endQuit:
-			s.endServer(false)
-			b = <-toClient
-		case aErr == endEOF:
+	var b copyResult
+	var ref *refusal
+	switch {
+	case serverEnd:
+		b = <-toClient
+	case errors.As(aErr, &ref):
+		// The server must not run a command it got part of: close
+		// the connection in that case, let it go with COM_QUIT
+		// otherwise. Then tell the client why the session ends.
+		if ref.partial {
+			s.r.Server.Close()
+		} else {
 			s.endServer(true)
-			b = <-toClient
-		default:
-			s.closeBoth()
-			b = <-toClient
 		}
-	case b = <-toClient:
-		serverEnd = true
+		b = <-toClient
+		if ref.drained && !s.closing.Load() {
+			s.writeClient(appendError(nil, ref.seq, ref.Code, stateFor(ref.Code), ref.Reason))
+		}
+		aErr = &ref.PacketRefusedError
+	case aErr == endQuit:
+		s.endServer(false)
+		b = <-toClient
+	case aErr == endEOF:
+		s.endServer(true)
+		b = <-toClient
+	default:
 		s.closeBoth()
-		aErr = <-fromClient
+		b = <-toClient
 	}
 	cancelled := s.closing.Load() && ctx.Err() != nil
 	s.closeBoth()
@@ -316,29 +334,25 @@ func stateFor(code uint16) string {
 // start of the answer to COM_STMT_PREPARE on its way (prepWatch). A server
 // that hangs up, with or without a TLS close_notify, ends it without error.
 func (s *session) serverToClient() (int64, error) {
-	buf := make([]byte, bufferSize)
-	var n int64
-	for {
-		k, err := s.r.Server.Read(buf)
-		if k > 0 {
-			if s.watch.armed.Load() {
-				s.watch.inspect(buf[:k])
-			}
-			s.clientMu.Lock()
-			w, werr := s.r.Client.Write(buf[:k])
-			s.clientMu.Unlock()
-			n += int64(w)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return n, nil
-			}
-			return n, err
-		}
+	n, err := iobuf.Copy(clientWriter{s}, s.r.Server, s.pool)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = nil
 	}
+	return n, err
+}
+
+// clientWriter writes the server's bytes to the client, between the
+// relay's own writes, showing them to the prepared statement watch.
+type clientWriter struct{ s *session }
+
+func (w clientWriter) Write(p []byte) (int, error) {
+	s := w.s
+	if s.watch.armed.Load() {
+		s.watch.inspect(p)
+	}
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	return s.r.Client.Write(p)
 }
 
 // writeClient writes packets of the relay's own to the client, between

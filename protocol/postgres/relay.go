@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-db/portcullis/audit"
+	"github.com/portcullis-db/portcullis/protocol/iobuf"
 )
 
 // DefaultMaxMessageSize is the largest client message a [Relay] passes on
@@ -24,8 +24,9 @@ import (
 // large is almost always a mistake or an attack.
 const DefaultMaxMessageSize = 64 << 20
 
-// bufferSize is the size of the relay's buffers: the client reader, the
-// server writer and the server -> client copy buffer.
+// bufferSize is the size of the relay's buffers (the client reader, the
+// server writer and the server -> client copy buffer) when Relay.Buffers
+// does not lend larger ones. The relay holds them only while bytes flow.
 const bufferSize = 32 << 10
 
 // scratchKeep is the largest scratch buffer (for audited messages that do
@@ -92,6 +93,12 @@ type Relay struct {
 	// DefaultTrackLimit. Past it, arbitrary entries are forgotten.
 	TrackLimit int
 
+	// Buffers lends the relay its buffers, which it holds only while bytes
+	// flow, so an idle session holds none. Share one pool among sessions;
+	// nil, or a pool of buffers smaller than 32 KiB, gives the relay a
+	// pool of its own.
+	Buffers *iobuf.Pool
+
 	// Logger receives refusals and audit failures; nil means no logging.
 	Logger *zap.Logger
 }
@@ -138,9 +145,13 @@ func (r *Relay) Run(ctx context.Context) (Stats, error) {
 		emitCtx: context.WithoutCancel(ctx),
 		dec:     newDecoder(r),
 		maxSize: int64(r.MaxMessageSize),
-		br:      bufio.NewReaderSize(r.Client, bufferSize),
-		bw:      bufio.NewWriterSize(r.Server, bufferSize),
 	}
+	s.pool = r.Buffers
+	if s.pool == nil || s.pool.Size() < bufferSize {
+		s.pool = iobuf.NewPool(bufferSize)
+	}
+	s.br = iobuf.NewReader(r.Client, s.pool)
+	s.bw = iobuf.NewWriter(r.Server, s.pool)
 	if s.log == nil {
 		s.log = zap.NewNop()
 	} else if r.Session.SessionID != "" {
@@ -163,16 +174,18 @@ type session struct {
 	emitCtx context.Context
 	dec     *decoder
 	maxSize int64
+	pool    *iobuf.Pool
 
-	// Owned by the client -> server goroutine until it ends.
-	br           *bufio.Reader
-	bw           *bufio.Writer
+	// Owned by the client -> server side until it ends.
+	br           *iobuf.Reader
+	bw           *iobuf.Writer
 	scratch      []byte
 	fromClient   int64
 	emitFailures int
 
 	closeOnce sync.Once
 	closing   atomic.Bool
+	first     atomic.Int32 // which side ended first: firstClient or firstServer
 }
 
 type copyResult struct {
@@ -180,54 +193,61 @@ type copyResult struct {
 	err error
 }
 
+// Who ended the session first (session.first).
+const (
+	firstNone int32 = iota
+	firstClient
+	firstServer
+)
+
 func (s *session) run(ctx context.Context) (Stats, error) {
 	stopWatch := context.AfterFunc(ctx, s.closeBoth)
 	defer stopWatch()
 
+	// The server -> client copy runs on its own goroutine, the client ->
+	// server side on this one. Whichever side ends first decides how the
+	// session ends; when it is the server's, the copy wakes this side by
+	// closing both connections.
 	toClient := make(chan copyResult, 1)
 	go func() {
-		buf := make([]byte, bufferSize)
-		n, err := io.CopyBuffer(s.r.Client, s.r.Server, buf)
+		n, err := iobuf.Copy(s.r.Client, s.r.Server, s.pool)
+		if s.first.CompareAndSwap(firstNone, firstServer) {
+			s.closeBoth()
+		}
 		toClient <- copyResult{n, err}
 	}()
-	fromClient := make(chan error, 1)
-	go func() { fromClient <- s.clientToServer() }()
+	aErr := s.clientToServer()
+	s.bw.Flush()
+	serverEnd := !s.first.CompareAndSwap(firstNone, firstClient) // the server side ended first
 
 	var (
-		aErr      error
-		b         copyResult
-		serverEnd bool // the server side ended first
-		extra     int64
+		b     copyResult
+		extra int64
 	)
-	select {
-	case aErr = <-fromClient:
-		var refused *MessageRefusedError
-		switch {
-		case errors.As(aErr, &refused):
-			// Let the server finish what it was sent, then tell the
-			// client why the session ends.
-			s.endServer(true, true)
-			b = <-toClient
-			if !s.closing.Load() {
-				if buf, err := encodeError(CodeProtocolViolation, refused.Reason); err == nil {
-					n, _ := s.r.Client.Write(buf)
-					extra = int64(n)
-				}
+	var refusedErr *MessageRefusedError
+	switch {
+	case serverEnd:
+		b = <-toClient
+	case errors.As(aErr, &refusedErr):
+		// Let the server finish what it was sent, then tell the
+		// client why the session ends.
+		s.endServer(true, true)
+		b = <-toClient
+		if !s.closing.Load() {
+			if buf, err := encodeError(CodeProtocolViolation, refusedErr.Reason); err == nil {
+				n, _ := s.r.Client.Write(buf)
+				extra = int64(n)
 			}
-		case aErr == endTerminate:
-			s.endServer(false, true)
-			b = <-toClient
-		case aErr == endEOF:
-			s.endServer(false, false)
-			b = <-toClient
-		default:
-			s.closeBoth()
-			b = <-toClient
 		}
-	case b = <-toClient:
-		serverEnd = true
+	case aErr == endTerminate:
+		s.endServer(false, true)
+		b = <-toClient
+	case aErr == endEOF:
+		s.endServer(false, false)
+		b = <-toClient
+	default:
 		s.closeBoth()
-		aErr = <-fromClient
+		b = <-toClient
 	}
 	cancelled := s.closing.Load() && ctx.Err() != nil
 	s.closeBoth()
@@ -364,7 +384,7 @@ func (s *session) forwardAudited(typ byte, size int64) error {
 		// client cannot make the relay allocate without sending the bytes.
 		buf := s.scratch[:0]
 		if cap(buf) == 0 {
-			buf = make([]byte, 0, 2*bufferSize)
+			buf = make([]byte, 0, 2*s.br.Size())
 		}
 		for int64(len(buf)) < size {
 			if _, err := s.peek(1); err != nil {
