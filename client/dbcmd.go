@@ -93,7 +93,7 @@ func (c *DatabaseConfig) Command(extra []string, opts ...CommandOption) (*Databa
 	case ProtocolPostgres:
 		cmd = DatabaseCommand{Name: "psql", Package: postgresClientPackage}
 		cmd.Path, _ = cc.lookPath("psql")
-		cmd.Args = append([]string{c.conninfo()}, extra...)
+		cmd.Args = append([]string{c.Conninfo()}, extra...)
 	case ProtocolMySQL:
 		cmd = DatabaseCommand{Package: mysqlClientPackage}
 		cmd.Name, cmd.Path = findMySQLClient(cc.lookPath)
@@ -141,8 +141,10 @@ func isAliasOf(path, name string) bool {
 	return err == nil && filepath.Base(target) == name
 }
 
-// conninfo is the libpq keyword/value connection string.
-func (c *DatabaseConfig) conninfo() string {
+// Conninfo is the libpq keyword/value connection string of a PostgreSQL
+// database, as psql is started with: the proxy verified (verify-full)
+// against CAFile, the route certificate as the client certificate.
+func (c *DatabaseConfig) Conninfo() string {
 	kv := []string{
 		"host", c.Host,
 		"port", strconv.Itoa(c.Port),

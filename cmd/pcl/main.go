@@ -3,7 +3,9 @@
 // the login, logs out, and sets a new user's password with a sign-up
 // token. `pcl db` lists the databases the user may reach, gets route
 // certificates for them and starts psql or mysql through the proxy
-// (ls, login, connect, config, env, logout).
+// (ls, login, connect, config, env, logout). `pcl bench` measures a
+// database's latency and throughput through the cluster, side by side with
+// a direct connection (--direct DSN).
 //
 // The profile lives in $PORTCULLIS_HOME (default ~/.portcullis); see the
 // client package for its layout.

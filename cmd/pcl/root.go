@@ -88,7 +88,7 @@ func (a *app) rootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v; see %s --help", err, c.CommandPath())
 	})
-	root.AddCommand(a.loginCmd(), a.statusCmd(), a.logoutCmd(), a.signupCmd(), a.dbCmd())
+	root.AddCommand(a.loginCmd(), a.statusCmd(), a.logoutCmd(), a.signupCmd(), a.dbCmd(), a.benchCmd())
 	return root
 }
 
