@@ -192,8 +192,9 @@ func copyFile(src, dst string, perm os.FileMode, owner account) error {
 	return owner.chown(dst)
 }
 
-// logTail returns the last lines of a server log, for failure messages.
-func logTail(path string, lines int) string {
+// LogTail returns the last lines of a log file (a server's, or any
+// process's), for failure messages.
+func LogTail(path string, lines int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
@@ -211,7 +212,7 @@ func logTail(path string, lines int) string {
 
 // waitReady polls ping until it succeeds, the server exits, or
 // startTimeout passes.
-func waitReady(s *process, what string, ping func(ctx context.Context) error) error {
+func waitReady(s *Process, what string, ping func(ctx context.Context) error) error {
 	deadline := time.Now().Add(startTimeout)
 	var last error
 	for {

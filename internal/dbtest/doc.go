@@ -32,6 +32,10 @@
 // [Shared] starts one server of each kind for all the tests of a package
 // and is closed from TestMain.
 //
+// Programs that are not tests (the benchmark suite) start the same servers
+// with [NewPostgres] and [NewMariaDB], which return an error instead of
+// failing a test, and stop them with Close.
+//
 // Over TCP both servers accept only TLS connections that present a client
 // certificate signed by a CA in PREFIX.cas whose subject is CN=<user>:
 // PostgreSQL through `hostssl ... cert clientcert=verify-full` lines in

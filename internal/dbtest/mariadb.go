@@ -33,7 +33,7 @@ type MariaDB struct {
 	LogFile string // the server's error log
 
 	base string // the directory holding everything above; removed at cleanup
-	proc *process
+	proc *Process
 
 	stopOnce sync.Once
 	stopErr  error
@@ -140,12 +140,12 @@ func (m *MariaDB) Exec(t testing.TB, query string, args ...any) {
 }
 
 // LogTail returns the last lines of the server's error log.
-func (m *MariaDB) LogTail(lines int) string { return logTail(m.LogFile, lines) }
+func (m *MariaDB) LogTail(lines int) string { return LogTail(m.LogFile, lines) }
 
 // Stop shuts the server down (SIGTERM) and waits until it has exited.
 // Later calls do nothing; the files stay until the test ends.
 func (m *MariaDB) Stop() error {
-	m.stopOnce.Do(func() { m.stopErr = m.proc.stop(syscall.SIGTERM) })
+	m.stopOnce.Do(func() { m.stopErr = m.proc.Stop(syscall.SIGTERM, stopTimeout) })
 	return m.stopErr
 }
 
@@ -248,6 +248,9 @@ func startMariaDB(opts Options) (_ *MariaDB, err error) {
 	install := append([]string{
 		"--no-defaults", "--datadir=" + m.DataDir, "--auth-root-authentication-method=normal",
 		"--skip-test-db", "--skip-name-resolve",
+		// Its own temporary directory: bootstraps running at once in a
+		// shared /tmp can collide on temporary table files.
+		"--tmpdir=" + base,
 	}, asRoot...)
 	install = append(install, innodb...)
 	if err := owner.run(base, installDB, install...); err != nil {
@@ -282,20 +285,20 @@ func startMariaDB(opts Options) (_ *MariaDB, err error) {
 		args = append(args, innodb...)
 		args = append(args, settingArgs(opts.Settings)...)
 		cmd := owner.command(base, mariadbd, args...)
-		if m.proc, err = startProcess(cmd, m.LogFile, syscall.SIGKILL); err != nil {
+		if m.proc, err = StartProcess(cmd, m.LogFile, syscall.SIGKILL); err != nil {
 			return nil, err
 		}
 		err = waitReady(m.proc, "MariaDB", m.ping)
 		if err == nil {
 			break
 		}
-		m.proc.stop(syscall.SIGKILL)
-		if attempt == 2 || !addressInUse(logTail(m.LogFile, 20)) {
-			return nil, fmt.Errorf("dbtest: %v; server log %s ends:\n%s", err, m.LogFile, logTail(m.LogFile, 30))
+		m.proc.Stop(syscall.SIGKILL, stopTimeout)
+		if attempt == 2 || !addressInUse(LogTail(m.LogFile, 20)) {
+			return nil, fmt.Errorf("dbtest: %v; server log %s ends:\n%s", err, m.LogFile, LogTail(m.LogFile, 30))
 		}
 	}
 	if err := m.createObjects(opts); err != nil {
-		return nil, fmt.Errorf("%v; server log ends:\n%s", err, logTail(m.LogFile, 30))
+		return nil, fmt.Errorf("%v; server log ends:\n%s", err, LogTail(m.LogFile, 30))
 	}
 	return m, nil
 }

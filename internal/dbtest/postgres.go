@@ -32,7 +32,7 @@ type Postgres struct {
 	LogFile   string // the server's log
 
 	base  string // the directory holding everything above; removed at cleanup
-	proc  *process
+	proc  *Process
 	owner account
 
 	stopOnce sync.Once
@@ -118,7 +118,7 @@ func (p *Postgres) Exec(t testing.TB, database, sql string, args ...any) {
 }
 
 // LogTail returns the last lines of the server's log.
-func (p *Postgres) LogTail(lines int) string { return logTail(p.LogFile, lines) }
+func (p *Postgres) LogTail(lines int) string { return LogTail(p.LogFile, lines) }
 
 // Stop stops the server at once (immediate shutdown) and waits until the
 // postmaster and all its children have exited. Later calls do nothing; the
@@ -127,7 +127,7 @@ func (p *Postgres) Stop() error {
 	p.stopOnce.Do(func() {
 		// SIGQUIT is PostgreSQL's immediate shutdown: the postmaster
 		// quits its children, waits for them and exits.
-		p.stopErr = p.proc.stop(syscall.SIGQUIT)
+		p.stopErr = p.proc.Stop(syscall.SIGQUIT, stopTimeout)
 	})
 	return p.stopErr
 }
@@ -230,20 +230,20 @@ func startPostgres(opts Options) (_ *Postgres, err error) {
 			return nil, err
 		}
 		cmd := owner.command(base, filepath.Join(binDir, "postgres"), "-D", p.DataDir, "-p", strconv.Itoa(p.Port))
-		if p.proc, err = startProcess(cmd, p.LogFile, syscall.SIGQUIT); err != nil {
+		if p.proc, err = StartProcess(cmd, p.LogFile, syscall.SIGQUIT); err != nil {
 			return nil, err
 		}
 		err = waitReady(p.proc, "PostgreSQL", p.ping)
 		if err == nil {
 			break
 		}
-		p.proc.stop(syscall.SIGQUIT)
-		if attempt == 2 || !addressInUse(logTail(p.LogFile, 20)) {
-			return nil, fmt.Errorf("dbtest: %v; server log %s ends:\n%s", err, p.LogFile, logTail(p.LogFile, 30))
+		p.proc.Stop(syscall.SIGQUIT, stopTimeout)
+		if attempt == 2 || !addressInUse(LogTail(p.LogFile, 20)) {
+			return nil, fmt.Errorf("dbtest: %v; server log %s ends:\n%s", err, p.LogFile, LogTail(p.LogFile, 30))
 		}
 	}
 	if err := p.createObjects(opts); err != nil {
-		return nil, fmt.Errorf("%v; server log ends:\n%s", err, logTail(p.LogFile, 30))
+		return nil, fmt.Errorf("%v; server log ends:\n%s", err, LogTail(p.LogFile, 30))
 	}
 	return p, nil
 }

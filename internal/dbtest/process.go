@@ -92,27 +92,31 @@ func (a account) run(dir, name string, args ...string) error {
 	return nil
 }
 
-// process is a running server.
-type process struct {
+// A Process is a child process (a database server, or a daemon a tool
+// runs) whose output goes to a log file and which dies with its parent.
+type Process struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the process has exited
 	waitErr error         // how it exited; valid once exited is closed
 }
 
-// startProcess starts a server with its stdout and stderr appended to
-// logPath. deathSignal is delivered to the server if the test process dies
+// StartProcess starts cmd with its stdout and stderr appended to logPath
+// (created 0600). deathSignal is delivered to it if this process dies
 // without stopping it.
-func startProcess(cmd *exec.Cmd, logPath string, deathSignal syscall.Signal) (*process, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+func StartProcess(cmd *exec.Cmd, logPath string, deathSignal syscall.Signal) (*Process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("dbtest: open server log: %w", err)
+		return nil, fmt.Errorf("dbtest: open the log of %s: %w", filepath.Base(cmd.Path), err)
 	}
 	defer logFile.Close()
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
 	cmd.SysProcAttr.Pdeathsig = deathSignal
 
-	p := &process{cmd: cmd, exited: make(chan struct{})}
+	p := &Process{cmd: cmd, exited: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// Linux sends Pdeathsig when the thread that forked the child
@@ -133,10 +137,19 @@ func startProcess(cmd *exec.Cmd, logPath string, deathSignal syscall.Signal) (*p
 	return p, nil
 }
 
-// stop sends sig and waits for the process to exit, killing it (and its
-// process group) if it has not after stopTimeout. It reports whether the
+// Pid is the process's ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Exited is closed when the process has exited.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// Err is how the process exited; valid once Exited is closed.
+func (p *Process) Err() error { return p.waitErr }
+
+// Stop sends sig and waits for the process to exit, killing it (and its
+// process group) if it has not after timeout. It reports whether the
 // graceful stop worked.
-func (p *process) stop(sig syscall.Signal) error {
+func (p *Process) Stop(sig syscall.Signal, timeout time.Duration) error {
 	select {
 	case <-p.exited:
 		return nil
@@ -146,9 +159,9 @@ func (p *process) stop(sig syscall.Signal) error {
 	select {
 	case <-p.exited:
 		return nil
-	case <-time.After(stopTimeout):
+	case <-time.After(timeout):
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.exited
-	return fmt.Errorf("dbtest: %s did not stop within %v of %v and was killed", filepath.Base(p.cmd.Path), stopTimeout, sig)
+	return fmt.Errorf("dbtest: %s did not stop within %v of %v and was killed", filepath.Base(p.cmd.Path), timeout, sig)
 }

@@ -1,0 +1,62 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+)
+
+// SmokeEnv is the environment variable that enables TestSuiteSmoke, which
+// runs the whole suite in miniature (about a minute and a half).
+const SmokeEnv = "PORTCULLIS_BENCH_SMOKE"
+
+func TestMain(m *testing.M) {
+	// The smoke test re-executes this binary as the agents process.
+	if len(os.Args) > 1 && os.Args[1] == "agents" {
+		os.Exit(AgentsMain(context.Background(), os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestSuiteSmoke(t *testing.T) {
+	if os.Getenv(SmokeEnv) != "1" || testing.Short() {
+		t.Skipf("the whole suite in miniature; set %s=1 to run it", SmokeEnv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	root, err := ModuleRoot(ctx, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(ctx, Config{
+		ModuleDir:     root,
+		Quick:         true,
+		Rounds:        1,
+		Duration:      time.Second,
+		CopyBytes:     2 << 20,
+		Sessions:      []SessionCount{{"postgres", 20}, {"mysql", 20}},
+		Agents:        5,
+		AgentsCommand: []string{os.Args[0], "agents"},
+		Command:       "TestSuiteSmoke",
+		Log:           slog.New(slog.NewTextHandler(t.Output(), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Workloads) != 15 {
+		t.Errorf("%d workloads, want 15", len(rep.Workloads))
+	}
+	for _, w := range rep.Workloads {
+		if w.Error != "" || w.Portcullis == nil {
+			t.Errorf("%s: no figure: %s", w.Name, w.Error)
+		}
+	}
+	var b bytes.Buffer
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+}
