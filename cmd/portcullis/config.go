@@ -21,9 +21,12 @@ type Config struct {
 	// ClusterName names the cluster on first start.
 	ClusterName string    `yaml:"cluster_name"`
 	Log         LogConfig `yaml:"log"`
-	Auth        AuthRole  `yaml:"auth"`
-	Proxy       ProxyRole `yaml:"proxy"`
-	DB          DBRole    `yaml:"db"`
+	// DiagAddr, if set, serves /healthz and Go's profiler (/debug/pprof/)
+	// on this loopback host:port.
+	DiagAddr string    `yaml:"diag_addr"`
+	Auth     AuthRole  `yaml:"auth"`
+	Proxy    ProxyRole `yaml:"proxy"`
+	DB       DBRole    `yaml:"db"`
 }
 
 // ProxyRole configures the proxy: the cluster's public endpoint.
@@ -135,6 +138,11 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	}
 	if !c.Auth.Enabled && !c.Proxy.Enabled && !c.DB.Enabled {
 		return nil, errors.New("the config file enables no role: set enabled: true under auth, proxy or db")
+	}
+	if c.DiagAddr != "" {
+		if err := checkDiagAddr(c.DiagAddr); err != nil {
+			return nil, err
+		}
 	}
 	if c.Auth.Enabled {
 		if c.Auth.Listen == "" {

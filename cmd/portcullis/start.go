@@ -72,6 +72,13 @@ func start(ctx context.Context, cfg *Config, log *zap.Logger) error {
 			}
 		}
 	}()
+	if cfg.DiagAddr != "" {
+		d, err := prepareDiag(cfg.DiagAddr, log)
+		if err != nil {
+			return err
+		}
+		roles = append(roles, d)
+	}
 	if cfg.Auth.Enabled {
 		a, err := prepareAuth(ctx, cfg, log)
 		if err != nil {

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,6 +201,9 @@ func TestConfigErrors(t *testing.T) {
 		{"data_dir: x\nauth: {enabled: true, lisen: y}", "lisen"},
 		{"data_dir: x\nproxy: {enabled: true}", "proxy.auth_addr"},
 		{"data_dir: x\ndb: {enabled: true}", "db.proxy_addr"},
+		{"data_dir: x\ndiag_addr: '0.0.0.0:3000'\nauth: {enabled: true}", "not a loopback address"},
+		{"data_dir: x\ndiag_addr: 'example.com:3000'\nauth: {enabled: true}", "not a loopback address"},
+		{"data_dir: x\ndiag_addr: '3000'\nauth: {enabled: true}", "not host:port"},
 		{"data_dir: x\ndb: {enabled: true, proxy_addr: 'p:1', databases: [{name: a, protocol: oracle, uri: 'h:1'}]}", "oracle"},
 		{"data_dir: x\ndb: {enabled: true, proxy_addr: 'p:1', databases: [{name: a, protocol: postgres, uri: 'h:1'}, {name: a, protocol: mysql, uri: 'h:2'}]}", "twice"},
 	} {
@@ -205,5 +211,51 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v, want one mentioning %q", tt.yaml, err, tt.want)
 		}
+	}
+}
+
+func TestDiagnostics(t *testing.T) {
+	dir := t.TempDir()
+	diag := freeAddr(t)
+	startDaemon(t, fmt.Sprintf("data_dir: %s\ndiag_addr: %q\nauth: {enabled: true, listen: \"127.0.0.1:0\"}\n", dir, diag))
+	get := func(path string) (int, []byte) {
+		t.Helper()
+		resp, err := http.Get("http://" + diag + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		return resp.StatusCode, body
+	}
+	waitFor(t, "the diagnostics endpoint", 20*time.Second, func() bool {
+		resp, err := http.Get("http://" + diag + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == http.StatusOK
+	})
+	if code, body := get("/healthz"); code != http.StatusOK || string(body) != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	// The Auth service's goroutines are in the dump: it profiles this
+	// daemon, not some other handler.
+	if code, body := get("/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !bytes.Contains(body, []byte("goroutine profile:")) || !bytes.Contains(body, []byte("ca/auth.")) {
+		t.Errorf("/debug/pprof/goroutine: %d\n%.2000s", code, body)
+	}
+	code, body := get("/debug/pprof/profile?seconds=1")
+	if code != http.StatusOK {
+		t.Fatalf("/debug/pprof/profile: %d %s", code, body)
+	}
+	// A profile is a gzipped protocol buffer.
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("/debug/pprof/profile is not gzip: %v", err)
+	}
+	if pb, err := io.ReadAll(zr); err != nil || len(pb) == 0 {
+		t.Errorf("/debug/pprof/profile: %d bytes, %v", len(pb), err)
 	}
 }

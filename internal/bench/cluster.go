@@ -47,6 +47,9 @@ type clusterConfig struct {
 	// Settings of the database servers (dbtest.Options.Settings).
 	pgSettings, mySettings map[string]string
 	log                    *slog.Logger
+	// diag gives each daemon a diagnostics endpoint (diag_addr), for
+	// profiling.
+	diag bool
 }
 
 // cluster is the whole setup: PostgreSQL and MariaDB from the test
@@ -62,6 +65,7 @@ type cluster struct {
 	pin   string // the host CA pin
 
 	authAddr, proxyAddr, pgListen, myListen string
+	diagAddrs                               map[string]string // by daemon name, when cfg.diag
 
 	pg *dbtest.Postgres
 	my *dbtest.MariaDB
@@ -109,12 +113,23 @@ func (c *cluster) logf(format string, args ...any) { c.cfg.log.Info(fmt.Sprintf(
 // writeConfig writes a daemon's YAML with the common settings.
 func (c *cluster) writeConfig(name, body string) (string, error) {
 	path := filepath.Join(c.cfg.dir, name, "portcullis.yaml")
-	yaml := fmt.Sprintf("data_dir: %s\nlog: {level: %s}\n%s", filepath.Join(c.cfg.dir, name, "data"), c.cfg.logLevel, body)
-	return path, os.WriteFile(path, []byte(yaml), 0o600)
+	yaml := fmt.Sprintf("data_dir: %s\nlog: {level: %s}\n", filepath.Join(c.cfg.dir, name, "data"), c.cfg.logLevel)
+	if c.cfg.diag {
+		addr, err := freeAddr()
+		if err != nil {
+			return "", err
+		}
+		if c.diagAddrs == nil {
+			c.diagAddrs = make(map[string]string)
+		}
+		c.diagAddrs[name] = addr
+		yaml += fmt.Sprintf("diag_addr: %q\n", addr)
+	}
+	return path, os.WriteFile(path, []byte(yaml+body), 0o600)
 }
 
 func (c *cluster) newDaemon(name, config string) *daemon {
-	return &daemon{name: name, bin: c.cfg.bin, config: config, logPath: filepath.Join(c.cfg.dir, name, "daemon.log")}
+	return &daemon{name: name, bin: c.cfg.bin, config: config, logPath: filepath.Join(c.cfg.dir, name, "daemon.log"), diagAddr: c.diagAddrs[name]}
 }
 
 func (c *cluster) startAuth(ctx context.Context) error {

@@ -16,6 +16,8 @@ type daemon struct {
 	bin     string
 	config  string // the YAML file
 	logPath string
+	// diagAddr is its diagnostics endpoint (diag_addr), if it has one.
+	diagAddr string
 
 	proc *dbtest.Process
 }

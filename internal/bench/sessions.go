@@ -124,6 +124,11 @@ func (r *runner) measureSessions(ctx context.Context, protocol string, n int) (R
 	if err != nil {
 		return Result{}, err
 	}
+	if r.prof != nil {
+		if err := r.prof.heap(ctx, fmt.Sprintf("idle sessions %s %d", protocol, n), c.proxy, c.agent); err != nil {
+			c.cfg.log.Warn(err.Error())
+		}
+	}
 	proxy, agent := PerSession(before.proxy, after.proxy, n), PerSession(before.agent, after.agent, n)
 	res := NewResult("", "", "KiB/session", nanFloat(), proxy+agent, aimIdleMemory, true, false)
 	res.Parts = map[string]float64{"proxy": proxy, "agent": agent}

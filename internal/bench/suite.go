@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,12 @@ type Config struct {
 	Command string
 	// Log receives progress (default: discarded).
 	Log *slog.Logger
+	// ProfileDir, if set, turns on the daemons' diagnostics endpoints and
+	// receives a CPU profile of the Auth service, the proxy and the agent
+	// taken during the first measured Portcullis round of each workload
+	// (<workload>.<daemon>.pprof, for go tool pprof), and a heap profile
+	// of the proxy and the agent while the idle sessions are held.
+	ProfileDir string
 
 	// Overrides for tests and experiments; zero means the default of
 	// Quick or full.
@@ -205,10 +212,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+
 	pgConns := max(200, cfg.maxSessions("postgres")+200)
 	myConns := max(200, cfg.maxSessions("mysql")+200)
 	c, err := startCluster(ctx, clusterConfig{
-		dir: dir, bin: bin, logLevel: "warn", log: log,
+		dir: dir, bin: bin, logLevel: "warn", log: log, diag: cfg.ProfileDir != "",
 		pgSettings: map[string]string{
 			"max_connections": fmt.Sprint(pgConns),
 			"shared_buffers":  "256MB",
@@ -237,6 +250,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	r := &runner{c: c, cfg: &cfg, pgbench: pgbench, rounds: cfg.rounds(), warmups: cfg.warmups()}
+	if cfg.ProfileDir != "" {
+		r.prof = &profiler{dir: cfg.ProfileDir, daemons: []*daemon{c.auth, c.proxy, c.agent}, client: &http.Client{}}
+	}
 	add := func(res ...Result) {
 		for _, x := range res {
 			if x.Error != "" {

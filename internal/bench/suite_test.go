@@ -5,6 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,7 +33,9 @@ func TestSuiteSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	profDir := t.TempDir()
 	rep, err := Run(ctx, Config{
+		ProfileDir:    profDir,
 		ModuleDir:     root,
 		Quick:         true,
 		Rounds:        1,
@@ -52,6 +56,24 @@ func TestSuiteSmoke(t *testing.T) {
 	for _, w := range rep.Workloads {
 		if w.Error != "" || w.Portcullis == nil {
 			t.Errorf("%s: no figure: %s", w.Name, w.Error)
+		}
+	}
+	// Every daemon was profiled in each of the 9 interleaved workloads
+	// (the latency one gives 3 figures), and the proxy's and agent's heaps
+	// with the sessions held.
+	for _, pattern := range []string{"*.auth.pprof", "*.proxy.pprof", "*.agent.pprof", "idle-sessions-*.proxy.heap.pprof", "idle-sessions-*.agent.heap.pprof"} {
+		files, _ := filepath.Glob(filepath.Join(profDir, pattern))
+		want := 9
+		if strings.HasPrefix(pattern, "idle") {
+			want = 2
+		}
+		if len(files) != want {
+			t.Errorf("%d profiles %s, want %d: %v", len(files), pattern, want, files)
+		}
+		for _, f := range files {
+			if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+				t.Errorf("profile %s: empty or missing (%v)", f, err)
+			}
 		}
 	}
 	var b bytes.Buffer

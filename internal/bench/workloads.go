@@ -44,12 +44,24 @@ type runner struct {
 	pgbench string // the pgbench binary
 	rounds  int
 	warmups int
+	prof    *profiler // nil unless Config.ProfileDir
 }
 
-// interleave runs m and logs each round.
+// interleave runs m and logs each round. When profiling, the first
+// measured Portcullis round runs under the profiler.
 func (r *runner) interleave(ctx context.Context, name string, m Measure) (*Samples, error) {
 	r.c.logf("%s: %d rounds per side, interleaved", name, r.rounds)
+	profiled := false
 	return Interleave(ctx, r.rounds, r.warmups, func(ctx context.Context, side Side, warmup bool) ([]float64, error) {
+		if r.prof != nil && side == Portcullis && !warmup && !profiled {
+			profiled = true
+			wait := r.prof.start(ctx, name, r.cfg.duration())
+			defer func() {
+				if err := wait(); err != nil {
+					r.c.cfg.log.Warn(err.Error())
+				}
+			}()
+		}
 		vals, err := m(ctx, side, warmup)
 		if err == nil && !warmup {
 			r.c.cfg.log.Debug(fmt.Sprintf("%s %s: %v", name, side, vals))

@@ -42,8 +42,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	keep := fs.Bool("keep", false, "keep the work directory (daemon logs, data)")
 	bin := fs.String("portcullis", "", "use this portcullis daemon binary instead of building cmd/portcullis")
 	verbose := fs.Bool("v", false, "log every round's figures")
+	profile := fs.String("profile", "", "write CPU profiles of the daemons during each workload's first Portcullis round, and heap profiles with the idle sessions held, into this directory")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: go run ./internal/bench/cmd/suite [--quick] [--format text|json] [--out BENCHMARKS.md] [--rounds N]")
+		fmt.Fprintln(stderr, "usage: go run ./internal/bench/cmd/suite [--quick] [--format text|json] [--out BENCHMARKS.md] [--rounds N] [--only GROUPS] [--profile DIR]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		AgentsCommand: []string{self, "agents"},
 		Command:       commandLine(args),
 		Log:           log,
+		ProfileDir:    *profile,
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
