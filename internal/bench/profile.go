@@ -77,11 +77,16 @@ func (p *profiler) start(ctx context.Context, workload string, d time.Duration) 
 }
 
 // heap writes heap profiles of daemons as <workload>.<daemon>.heap.pprof,
-// after a garbage collection (so they show what is live).
+// after a garbage collection (so they show what is live), and the same in
+// text as .heap.txt, which ends with the runtime's memory statistics
+// (heap in use, stacks, what was returned to the OS) that explain RSS.
 func (p *profiler) heap(ctx context.Context, workload string, daemons ...*daemon) error {
 	for _, d := range daemons {
-		path := filepath.Join(p.dir, profileName(workload)+"."+d.name+".heap.pprof")
-		if err := p.fetch(ctx, d, "heap?gc=1", path); err != nil {
+		base := filepath.Join(p.dir, profileName(workload)+"."+d.name+".heap")
+		if err := p.fetch(ctx, d, "heap?gc=1", base+".pprof"); err != nil {
+			return err
+		}
+		if err := p.fetch(ctx, d, "heap?debug=1", base+".txt"); err != nil {
 			return err
 		}
 	}

@@ -47,20 +47,28 @@ type runner struct {
 	prof    *profiler // nil unless Config.ProfileDir
 }
 
-// interleave runs m and logs each round. When profiling, the first
-// measured Portcullis round runs under the profiler.
+// interleave runs m and logs each round.
+//
+// When profiling, the daemons are profiled for one round's duration from
+// the start of the first measured Portcullis round. A workload whose
+// rounds are shorter than that (a COPY of a fixed size) goes on with its
+// next rounds meanwhile, so the profile gathers samples from the later
+// Portcullis rounds too (direct rounds add nothing to the daemons'
+// profiles).
 func (r *runner) interleave(ctx context.Context, name string, m Measure) (*Samples, error) {
 	r.c.logf("%s: %d rounds per side, interleaved", name, r.rounds)
-	profiled := false
+	var wait func() error
+	defer func() {
+		if wait == nil {
+			return
+		}
+		if err := wait(); err != nil {
+			r.c.cfg.log.Warn(err.Error())
+		}
+	}()
 	return Interleave(ctx, r.rounds, r.warmups, func(ctx context.Context, side Side, warmup bool) ([]float64, error) {
-		if r.prof != nil && side == Portcullis && !warmup && !profiled {
-			profiled = true
-			wait := r.prof.start(ctx, name, r.cfg.duration())
-			defer func() {
-				if err := wait(); err != nil {
-					r.c.cfg.log.Warn(err.Error())
-				}
-			}()
+		if r.prof != nil && side == Portcullis && !warmup && wait == nil {
+			wait = r.prof.start(ctx, name, r.cfg.duration())
 		}
 		vals, err := m(ctx, side, warmup)
 		if err == nil && !warmup {
