@@ -616,3 +616,18 @@ func buildPortcullis(ctx context.Context, moduleDir, dir string) (string, error)
 	}
 	return bin, nil
 }
+
+// cpuTimes is the CPU time each daemon has used so far, by name; a daemon
+// whose time cannot be read is left out.
+func (c *cluster) cpuTimes() map[string]time.Duration {
+	out := make(map[string]time.Duration, 3)
+	for _, d := range []*daemon{c.auth, c.proxy, c.agent} {
+		if d == nil || !d.running() {
+			continue
+		}
+		if t, err := CPUTime(d.pid()); err == nil {
+			out[d.name] = t
+		}
+	}
+	return out
+}

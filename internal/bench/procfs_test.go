@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 func TestParseStatusKB(t *testing.T) {
@@ -46,5 +47,34 @@ func TestThousands(t *testing.T) {
 		if got := thousands(n); got != want {
 			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestCPUTime(t *testing.T) {
+	if d, err := parseSchedstat([]byte("123456789 42 7\n")); err != nil || d != 123456789 {
+		t.Errorf("parseSchedstat: %v, %v", d, err)
+	}
+	if _, err := parseSchedstat([]byte("")); err == nil {
+		t.Error("parseSchedstat accepted an empty file")
+	}
+	before, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Burn some CPU: the counter must move by about that much.
+	start := time.Now()
+	x := 0
+	for time.Since(start) < 50*time.Millisecond {
+		x++
+	}
+	after, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 10*time.Millisecond {
+		t.Errorf("CPU time moved %v over a 50ms busy loop (%d turns)", after-before, x)
+	}
+	if _, err := CPUTime(1 << 30); err == nil {
+		t.Error("CPUTime of a process that does not exist")
 	}
 }

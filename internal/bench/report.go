@@ -61,6 +61,8 @@ type Result struct {
 	PortcullisRounds []float64 `json:"portcullis_rounds,omitempty"`
 	// Parts splits Portcullis, e.g. {"proxy": .., "agent": ..} for memory.
 	Parts map[string]float64 `json:"parts,omitempty"`
+	// CPU is what the daemons spent on the work through Portcullis.
+	CPU *CPUCost `json:"cpu,omitempty"`
 	// Note says what else is worth knowing about the figure.
 	Note string `json:"note,omitempty"`
 	// Error is why the workload has no figures.
@@ -96,6 +98,55 @@ func NewResult(id, name, unit string, direct, portcullis float64, aim Aim, lower
 	}
 	r.MeetsAim = met
 	return r
+}
+
+// CPUCost is each daemon's CPU time per unit of a throughput figure (a
+// transaction of TPS, a MiB of MiB/s): the median over the proxied rounds
+// of the daemon's CPU time in the round over the work done in it (the
+// round's figure times its length). Unlike the throughput itself, it
+// hardly moves with what else the machine is doing, so it is the figure to
+// compare builds by.
+type CPUCost struct {
+	Unit  string  `json:"unit"` // e.g. "µs per transaction"
+	Proxy float64 `json:"proxy"`
+	Agent float64 `json:"agent"`
+	Auth  float64 `json:"auth"`
+}
+
+// cpuUnits says, for each throughput unit, what CPUCost counts per unit
+// and the scale from seconds of CPU per unit of work to it.
+var cpuUnits = map[string]struct {
+	unit  string
+	scale float64
+}{
+	"TPS":       {"µs per transaction", 1e6},
+	"queries/s": {"µs per query", 1e6},
+	"MiB/s":     {"ms per MiB", 1e3},
+}
+
+// NewCPUCost is the CPU cost of the work measured by the Portcullis rounds
+// of a throughput figure in unit (see cpuUnits), from busy (Samples.Busy)
+// and the rounds' figures; nil when either is missing.
+func NewCPUCost(unit string, busy map[string][]float64, rounds []float64) *CPUCost {
+	u, ok := cpuUnits[unit]
+	if !ok || busy == nil || len(rounds) == 0 {
+		return nil
+	}
+	per := func(daemon string) float64 {
+		shares := busy[daemon]
+		var xs []float64
+		for i, share := range shares {
+			if i < len(rounds) && rounds[i] > 0 {
+				xs = append(xs, share/rounds[i]*u.scale)
+			}
+		}
+		return Median(xs)
+	}
+	c := &CPUCost{Unit: u.unit, Proxy: per("proxy"), Agent: per("agent"), Auth: per("auth")}
+	if math.IsNaN(c.Proxy) || math.IsNaN(c.Agent) || math.IsNaN(c.Auth) {
+		return nil
+	}
+	return c
 }
 
 // Failed is a result for a workload that could not be measured.
@@ -171,6 +222,12 @@ func (r *Report) notes() []string {
 			}
 		}
 		text := strings.Join(parts, " + ")
+		if c := res.CPU; c != nil {
+			if text != "" {
+				text += "; "
+			}
+			text += fmt.Sprintf("CPU %s: proxy %s, agent %s, auth %s", c.Unit, formatValue(c.Proxy), formatValue(c.Agent), formatValue(c.Auth))
+		}
 		if res.Note != "" {
 			if text != "" {
 				text += "; "

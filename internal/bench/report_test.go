@@ -134,3 +134,18 @@ func TestWriteJSON(t *testing.T) {
 		t.Errorf("failed workload %v", w)
 	}
 }
+
+func TestNewCPUCost(t *testing.T) {
+	busy := map[string][]float64{"proxy": {0.5, 0.6, 0.4}, "agent": {0.8, 0.9, 1.0}, "auth": {0.1, 0.1, 0.1}}
+	// 10,000 TPS with the proxy half a core busy: 50 µs per transaction.
+	c := NewCPUCost("TPS", busy, []float64{10000, 12000, 8000})
+	if c == nil || c.Unit != "µs per transaction" || math.Abs(c.Proxy-50) > 1e-9 || math.Abs(c.Agent-80) > 1e-9 || math.Abs(c.Auth-10) > 1e-9 {
+		t.Errorf("TPS: %+v", c)
+	}
+	if c := NewCPUCost("MiB/s", map[string][]float64{"proxy": {0.5}, "agent": {1}, "auth": {0}}, []float64{100}); c == nil || c.Unit != "ms per MiB" || c.Proxy != 5 || c.Agent != 10 {
+		t.Errorf("MiB/s: %+v", c)
+	}
+	if NewCPUCost("µs", busy, []float64{1, 2, 3}) != nil || NewCPUCost("TPS", nil, []float64{1}) != nil || NewCPUCost("TPS", busy, nil) != nil {
+		t.Error("a CPU cost without a throughput figure or without CPU times")
+	}
+}

@@ -34,6 +34,10 @@ type Measure func(ctx context.Context, side Side, warmup bool) ([]float64, error
 // [metric][round] per side.
 type Samples struct {
 	Direct, Portcullis [][]float64
+	// Busy is, per daemon ("proxy", "agent", "auth"), its CPU time over
+	// the wall time of each recorded Portcullis round (1 is one core
+	// busy), in the rounds' order; nil when not measured.
+	Busy map[string][]float64
 }
 
 // Median of metric i per side.

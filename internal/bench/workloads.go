@@ -66,16 +66,34 @@ func (r *runner) interleave(ctx context.Context, name string, m Measure) (*Sampl
 			r.c.cfg.log.Warn(err.Error())
 		}
 	}()
-	return Interleave(ctx, r.rounds, r.warmups, func(ctx context.Context, side Side, warmup bool) ([]float64, error) {
+	busy := make(map[string][]float64)
+	s, err := Interleave(ctx, r.rounds, r.warmups, func(ctx context.Context, side Side, warmup bool) ([]float64, error) {
 		if r.prof != nil && side == Portcullis && !warmup && wait == nil {
 			wait = r.prof.start(ctx, name, r.cfg.duration())
 		}
+		var before map[string]time.Duration
+		start := time.Now()
+		if side == Portcullis && !warmup {
+			before = r.c.cpuTimes()
+		}
 		vals, err := m(ctx, side, warmup)
+		if err == nil && before != nil {
+			wall := time.Since(start)
+			for daemon, after := range r.c.cpuTimes() {
+				if b, ok := before[daemon]; ok && wall > 0 {
+					busy[daemon] = append(busy[daemon], (after-b).Seconds()/wall.Seconds())
+				}
+			}
+		}
 		if err == nil && !warmup {
 			r.c.cfg.log.Debug(fmt.Sprintf("%s %s: %v", name, side, vals))
 		}
 		return vals, err
 	})
+	if s != nil && len(busy) == 3 {
+		s.Busy = busy
+	}
+	return s, err
 }
 
 // result makes the row of a one-figure workload.
@@ -83,6 +101,7 @@ func result(id, name, unit string, s *Samples, aim Aim) Result {
 	d, p := s.Median(0)
 	res := NewResult(id, name, unit, d, p, aim, false, false)
 	res.DirectRounds, res.PortcullisRounds = s.Direct[0], s.Portcullis[0]
+	res.CPU = NewCPUCost(unit, s.Busy, s.Portcullis[0])
 	return res
 }
 
