@@ -113,6 +113,7 @@ type Service struct {
 
 	policy     policyCache
 	dbCerts    dbCertCache
+	roots      rootsCache
 	pgCancels  pgCancels
 	mysqlConns mysqlConns
 

@@ -3,11 +3,8 @@ package dbagent
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -65,7 +62,7 @@ func (s *Service) setupSession(ctx context.Context, conn net.Conn, extra []byte)
 		return nil
 	}
 	db := s.database(id.Route.ServiceName)
-	sess := &session{svc: s, conn: tc, id: id, db: db, clientAddr: req.ClientAddr, log: log.With(
+	sess := &session{svc: s, conn: tc, id: id, db: db, clientAddr: req.ClientAddr, log: log.WithLazy(
 		zap.String("user", id.Username), zap.String("db", id.Route.ServiceName))}
 	var run func()
 	switch {
@@ -146,10 +143,13 @@ func (ss *session) emitStart(reason string) {
 	})
 }
 
-// logStarted logs that the session started.
+// logStarted logs that the session started. It names the session's
+// fields itself rather than through ss.log, whose fields (added lazily)
+// would otherwise be encoded here and kept, about a KiB, for as long as
+// the session stays open.
 func (ss *session) logStarted() {
-	ss.log.Info("database session started", zap.String("sid", ss.meta.SessionID),
-		zap.String("db_user", ss.meta.DatabaseUser), zap.String("db_name", ss.meta.DatabaseName))
+	ss.svc.log().Info("database session started", zap.String("user", ss.id.Username), zap.String("db", ss.id.Route.ServiceName),
+		zap.String("sid", ss.meta.SessionID), zap.String("db_user", ss.meta.DatabaseUser), zap.String("db_name", ss.meta.DatabaseName))
 }
 
 // emitEnd records and logs the end of a session that started at started;
@@ -173,19 +173,9 @@ func (ss *session) emitEnd(started time.Time, bytesIn, bytesOut int64, reason st
 // client certificate for the database user, and the server verified
 // against the database's CA (the cluster's database CA unless configured).
 func (ss *session) upstreamTLS(cert *tls.Certificate) (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	if ss.db.TLS.CAFile != "" {
-		pem, err := os.ReadFile(ss.db.TLS.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading tls.ca_file of database %s: %w", ss.db.Name, err)
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.ca_file of database %s holds no certificate", ss.db.Name)
-		}
-	} else {
-		for _, c := range ss.svc.Credentials.Current().DBCAs {
-			pool.AddCert(c)
-		}
+	pool, err := ss.svc.roots.roots(ss.db, ss.svc.Credentials.Current())
+	if err != nil {
+		return nil, err
 	}
 	name := ss.db.TLS.ServerName
 	if name == "" {

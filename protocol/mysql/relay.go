@@ -197,7 +197,7 @@ func (r *Relay) newSession(ctx context.Context) *session {
 	if s.log == nil {
 		s.log = zap.NewNop()
 	} else if r.Session.SessionID != "" {
-		s.log = s.log.With(zap.String("sid", r.Session.SessionID))
+		s.log = s.log.WithLazy(zap.String("sid", r.Session.SessionID))
 	}
 	if s.emitter == nil {
 		s.emitter = audit.DiscardEmitter{}
