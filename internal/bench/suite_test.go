@@ -57,6 +57,11 @@ func TestSuiteSmoke(t *testing.T) {
 		if w.Error != "" || w.Portcullis == nil {
 			t.Errorf("%s: no figure: %s", w.Name, w.Error)
 		}
+		// Every throughput figure says what the proxy and the agent spent
+		// on it; the Auth service's share may round to nothing.
+		if _, ok := cpuUnits[w.Unit]; ok && (w.CPU == nil || w.CPU.Proxy <= 0 || w.CPU.Agent <= 0 || w.CPU.Auth < 0) {
+			t.Errorf("%s: CPU cost %+v", w.Name, w.CPU)
+		}
 	}
 	// Every daemon was profiled in each of the 9 interleaved workloads
 	// (the latency one gives 3 figures), and the proxy's and agent's heaps
