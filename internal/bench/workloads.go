@@ -67,6 +67,8 @@ func (r *runner) interleave(ctx context.Context, name string, m Measure) (*Sampl
 		}
 	}()
 	busy := make(map[string][]float64)
+	daemons := []string{"auth", "proxy", "agent"}
+	cpuMissed := false
 	s, err := Interleave(ctx, r.rounds, r.warmups, func(ctx context.Context, side Side, warmup bool) ([]float64, error) {
 		if r.prof != nil && side == Portcullis && !warmup && wait == nil {
 			wait = r.prof.start(ctx, name, r.cfg.duration())
@@ -79,10 +81,12 @@ func (r *runner) interleave(ctx context.Context, name string, m Measure) (*Sampl
 		vals, err := m(ctx, side, warmup)
 		if err == nil && before != nil {
 			wall := time.Since(start)
-			for daemon, after := range r.c.cpuTimes() {
-				if b, ok := before[daemon]; ok && wall > 0 {
-					busy[daemon] = append(busy[daemon], (after-b).Seconds()/wall.Seconds())
-				}
+			after := r.c.cpuTimes()
+			if len(before) != len(daemons) || len(after) != len(daemons) || wall <= 0 {
+				cpuMissed = true // a round without all three: no CPU figures
+			}
+			for daemon, a := range after {
+				busy[daemon] = append(busy[daemon], (a-before[daemon]).Seconds()/wall.Seconds())
 			}
 		}
 		if err == nil && !warmup {
@@ -90,7 +94,7 @@ func (r *runner) interleave(ctx context.Context, name string, m Measure) (*Sampl
 		}
 		return vals, err
 	})
-	if s != nil && len(busy) == 3 {
+	if s != nil && !cpuMissed && len(busy) == len(daemons) {
 		s.Busy = busy
 	}
 	return s, err
