@@ -281,6 +281,19 @@ func (s *Service) dialProxy(ctx context.Context, network, addr string) (net.Conn
 	return conn, nil
 }
 
+// TunnelStatus lists the proxies the agent keeps reverse tunnels to, and
+// whether each is connected (see tunnel.Agent.Status); nil before Run has
+// started the tunnels.
+func (s *Service) TunnelStatus() []tunnel.ProxyStatus {
+	s.mu.Lock()
+	ta := s.tunnel
+	s.mu.Unlock()
+	if ta == nil {
+		return nil
+	}
+	return ta.Status()
+}
+
 // AuthClient returns the agent's client of the Auth service, which reaches
 // it through the reverse tunnel with the agent's current credentials. It
 // is shared: do not close it.

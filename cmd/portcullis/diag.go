@@ -12,9 +12,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// diagRole serves the daemon's diagnostics on diag_addr: /healthz, and Go's
-// profiler under /debug/pprof/ (CPU, heap, goroutines, execution traces),
-// so that a running proxy or agent can be profiled where it is slow:
+// diagRole serves the daemon's diagnostics on diag_addr:
+//
+//   - /healthz: 200 while the process runs;
+//   - /readyz: 200 when every role can do its work, else 503 with a line
+//     per role that cannot (the database agent is ready while at least one
+//     of its reverse tunnels is up; the Auth service and the proxy once they
+//     listen), for a load balancer or an orchestrator's readiness probe;
+//   - Go's profiler under /debug/pprof/ (CPU, heap, goroutines, execution
+//     traces), so that a running proxy or agent can be profiled where it is
+//     slow.
+//
+// For example:
 //
 //	go tool pprof http://127.0.0.1:3000/debug/pprof/profile?seconds=10
 //
@@ -24,6 +33,34 @@ type diagRole struct {
 	log *zap.Logger
 	l   net.Listener
 	srv *http.Server
+
+	// checks are the roles' readiness, set before run.
+	checks []readiness
+}
+
+// readiness is a role's answer to /readyz: nil when it is ready, else why
+// not, in one sentence.
+type readiness struct {
+	role  string
+	ready func() error
+}
+
+func (d *diagRole) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var problems []string
+	for _, c := range d.checks {
+		if err := c.ready(); err != nil {
+			problems = append(problems, c.role+": "+err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for _, p := range problems {
+			fmt.Fprintln(w, p)
+		}
+		return
+	}
+	fmt.Fprintln(w, "ok")
 }
 
 func prepareDiag(addr string, log *zap.Logger) (*diagRole, error) {
@@ -31,11 +68,13 @@ func prepareDiag(addr string, log *zap.Logger) (*diagRole, error) {
 	if err != nil {
 		return nil, fmt.Errorf("diag_addr: %w", err)
 	}
+	d := &diagRole{log: log, l: l}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /readyz", d.readyz)
 	// The handlers of net/http/pprof, mounted on this mux only (the
 	// package also registers them on http.DefaultServeMux, which nothing
 	// here serves).
@@ -44,13 +83,10 @@ func prepareDiag(addr string, log *zap.Logger) (*diagRole, error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return &diagRole{
-		log: log,
-		l:   l,
-		// No WriteTimeout: a CPU profile or trace answers after the
-		// seconds it was asked for.
-		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)},
-	}, nil
+	// No WriteTimeout: a CPU profile or trace answers after the seconds it
+	// was asked for.
+	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log)}
+	return d, nil
 }
 
 func (d *diagRole) run(ctx context.Context) error {

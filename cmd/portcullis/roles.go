@@ -258,6 +258,25 @@ type dbRole struct {
 	audit *audit.Forwarder
 }
 
+// ready says whether the agent can take sessions: a reverse tunnel to at
+// least one proxy is up.
+func (d *dbRole) ready() error {
+	st := d.svc.TunnelStatus()
+	if len(st) == 0 {
+		return errors.New("the agent has not started its reverse tunnels yet")
+	}
+	var last string
+	for _, p := range st {
+		if p.Connected {
+			return nil
+		}
+		if p.LastError != "" {
+			last = fmt.Sprintf(" (%s: %s)", p.Addr, p.LastError)
+		}
+	}
+	return fmt.Errorf("no reverse tunnel to a proxy is up%s", last)
+}
+
 func prepareDB(ctx context.Context, cfg *Config, local *authRole, pxy *proxyRole, log *zap.Logger) (*dbRole, error) {
 	proxyAddr := cfg.DB.ProxyAddr
 	if proxyAddr == "" {

@@ -72,12 +72,14 @@ func start(ctx context.Context, cfg *Config, log *zap.Logger) error {
 			}
 		}
 	}()
+	var diag *diagRole
 	if cfg.DiagAddr != "" {
 		d, err := prepareDiag(cfg.DiagAddr, log)
 		if err != nil {
 			return err
 		}
 		roles = append(roles, d)
+		diag = d
 	}
 	if cfg.Auth.Enabled {
 		a, err := prepareAuth(ctx, cfg, log)
@@ -101,6 +103,9 @@ func start(ctx context.Context, cfg *Config, log *zap.Logger) error {
 			return err
 		}
 		roles = append(roles, d)
+		if diag != nil {
+			diag.checks = append(diag.checks, readiness{role: "db", ready: d.ready})
+		}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)

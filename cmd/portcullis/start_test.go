@@ -259,3 +259,60 @@ func TestDiagnostics(t *testing.T) {
 		t.Errorf("/debug/pprof/profile: %d bytes, %v", len(pb), err)
 	}
 }
+
+// An agent's /readyz follows its reverse tunnels: ready while one is up,
+// 503 with the reason once the proxy is gone.
+func TestAgentReadiness(t *testing.T) {
+	clusterDir := t.TempDir()
+	proxyAddr := freeAddr(t)
+	cluster := startDaemon(t, fmt.Sprintf(`
+data_dir: %s
+auth: {enabled: true, listen: "127.0.0.1:0"}
+proxy: {enabled: true, listen: %q}
+`, clusterDir, proxyAddr))
+	admin := adminClient(t, clusterDir)
+	tok, err := admin.CreateToken(context.Background(), authclient.CreateTokenRequest{Type: "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diag := freeAddr(t)
+	startDaemon(t, fmt.Sprintf(`
+data_dir: %s
+diag_addr: %q
+db:
+  enabled: true
+  proxy_addr: %q
+  join_token: %q
+  databases:
+    - {name: pg1, protocol: postgres, uri: "127.0.0.1:5432"}
+`, t.TempDir(), diag, proxyAddr, tok.Secret))
+
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + diag + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	var code int
+	var body string
+	waitFor(t, "the agent to be ready", 20*time.Second, func() bool {
+		code, body = readyz()
+		return code == http.StatusOK
+	})
+	if body != "ok\n" {
+		t.Errorf("/readyz when ready: %q", body)
+	}
+
+	cluster.stop(t)
+	waitFor(t, "the agent to report its tunnel down", 20*time.Second, func() bool {
+		code, body = readyz()
+		return code == http.StatusServiceUnavailable
+	})
+	t.Logf("/readyz without a proxy: %s", body)
+	if !strings.HasPrefix(body, "db: no reverse tunnel to a proxy is up") || strings.Count(body, "\n") != 1 {
+		t.Errorf("/readyz without a proxy: %q", body)
+	}
+}
