@@ -158,8 +158,8 @@ func (id *Identity) checkSubject() error {
 	return nil
 }
 
-// clone returns a deep copy of id.
-func (id *Identity) clone() *Identity {
+// Clone returns a deep copy of id: changing one does not change the other.
+func (id *Identity) Clone() *Identity {
 	c := *id
 	c.Roles = slices.Clone(id.Roles)
 	if id.Traits != nil {

@@ -64,7 +64,7 @@ type SignRequest struct {
 // certificates, ServerAuth and ClientAuth for host certificates. The
 // returned certificate's Raw field is the DER.
 func (a *Authority) Sign(req SignRequest) (*x509.Certificate, error) {
-	id := req.Identity.clone()
+	id := req.Identity.Clone()
 	switch {
 	case a.Type == UserCA && id.Kind == KindUser:
 	case a.Type == HostCA && (id.Kind == KindHost || id.Kind == KindSession):

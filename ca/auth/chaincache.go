@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"hash"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -112,12 +111,12 @@ func (c *chainCache) get(key chainKey, trust trustSet, now time.Time) *ca.Identi
 	}
 	c.lru.MoveToFront(el)
 	c.hits++
-	return cloneIdentity(e.id)
+	return e.id.Clone() // no caller can change what the cache holds
 }
 
 // add remembers that chain, verified against trust, carries id.
 func (c *chainCache) add(key chainKey, trust trustSet, chain []*x509.Certificate, id *ca.Identity) {
-	e := &chainEntry{key: key, trust: trust, id: cloneIdentity(id)}
+	e := &chainEntry{key: key, trust: trust, id: id.Clone()}
 	first := true
 	for _, cert := range append(slices.Clip(chain), trust.user, trust.host) {
 		switch {
@@ -154,22 +153,4 @@ func (c *chainCache) stats() (entries int, hits uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lru.Len(), c.hits
-}
-
-// cloneIdentity copies id deeply, so that no caller can change what the
-// cache holds.
-func cloneIdentity(id *ca.Identity) *ca.Identity {
-	c := *id
-	c.Roles = slices.Clone(id.Roles)
-	if id.Traits != nil {
-		c.Traits = maps.Clone(id.Traits)
-		for k, v := range c.Traits {
-			c.Traits[k] = slices.Clone(v)
-		}
-	}
-	if id.Route != nil {
-		r := *id.Route
-		c.Route = &r
-	}
-	return &c
 }
