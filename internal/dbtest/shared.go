@@ -7,22 +7,20 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/portcullis-db/portcullis/ca"
 )
 
 // Shared is one PostgreSQL and one MariaDB server for all the tests of a
 // package: each starts on first use and both stop in Close, which
-// TestMain calls after m.Run. The zero value is ready to use; set Options
+// [Shared.RunTests] calls after m.Run. The zero value is ready to use; set Options
 // before the first call (its CertPrefix is ignored: Shared makes its own
 // database CA, see [Shared.CA], and server files).
 //
 //	var shared = &dbtest.Shared{Options: dbtest.Options{Users: []string{"alice"}, Databases: []string{"app"}}}
 //
-//	func TestMain(m *testing.M) {
-//		code := m.Run()
-//		shared.Close()
-//		os.Exit(code)
-//	}
+//	func TestMain(m *testing.M) { os.Exit(shared.RunTests(m)) }
 //
 //	func TestX(t *testing.T) {
 //		pg := shared.Postgres(t)
@@ -120,6 +118,24 @@ func (s *Shared) initLocked() error {
 	s.prefix = filepath.Join(s.dir, "server")
 	s.caErr = writeServerFiles(s.dbCA, s.prefix, nil)
 	return s.caErr
+}
+
+// RunTests is a package's TestMain: it runs the tests, stops the shared
+// servers, and then fails the run if the tests left a goroutine behind
+// (goleak), and returns the exit code.
+func (s *Shared) RunTests(m *testing.M) int {
+	code := m.Run()
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	return code
 }
 
 // Close stops the servers that were started and removes their files. It

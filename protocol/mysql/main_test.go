@@ -1,11 +1,8 @@
 package mysql
 
 import (
-	"fmt"
 	"os"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/portcullis-db/portcullis/internal/dbtest"
 )
@@ -13,19 +10,6 @@ import (
 // shared is the MariaDB server of this package's integration tests.
 var shared = &dbtest.Shared{Options: dbtest.Options{Users: []string{"alice", "bob"}, Databases: []string{"app"}}}
 
-// TestMain stops the shared server after the tests and then fails the run
-// if a relay or agent goroutine was left behind.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := shared.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain stops the shared servers after the tests, then fails the run if
+// a relay, worker or driver goroutine was left behind.
+func TestMain(m *testing.M) { os.Exit(shared.RunTests(m)) }
